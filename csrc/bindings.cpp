@@ -1,0 +1,121 @@
+// The Python binding: arrays to pointers, extents and strides; the GIL released around
+// kernels; one switch per dtype. Validation lives in Python (zmfast/_validate.py).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <atomic>
+#include <stdexcept>
+#include <vector>
+
+#include "moments.hpp"
+#include "normalize.hpp"
+
+namespace py = pybind11;
+using Ints = std::vector<int64_t>;
+
+namespace {
+
+std::atomic<int> g_threads{1};
+
+zm::Space make_space(const Ints& extent, std::initializer_list<const Ints*> strides) {
+  zm::Space s;
+  if (extent.size() > size_t(zm::kMaxDims)) throw std::invalid_argument("too many dimensions");
+  s.nd = int(extent.size());
+  int a = 0;
+  for (const Ints* st : strides) {
+    if (st->size() != extent.size()) throw std::invalid_argument("strides do not match extents");
+    for (int i = 0; i < s.nd; ++i) s.stride[a][i] = (*st)[size_t(i)];
+    ++a;
+  }
+  for (; a < zm::kMaxArrays; ++a)
+    for (int i = 0; i < s.nd; ++i) s.stride[a][i] = 0;
+  for (int i = 0; i < s.nd; ++i) s.extent[i] = extent[size_t(i)];
+  return s;
+}
+
+template <class T>
+void run_moments(const char* base, const zm::Space& kept, const zm::Space& red, double* mean,
+                 double* m2, int threads) {
+  if (m2)
+    zm::reduce_moments<T, true>(base, kept, red, mean, m2, threads);
+  else
+    zm::reduce_moments<T, false>(base, kept, red, mean, nullptr, threads);
+}
+
+void moments(const py::array& x, int64_t offset, const Ints& kept_extent,
+             const Ints& kept_strides, const Ints& out_strides, const Ints& red_extent,
+             const Ints& red_strides, py::array_t<double> mean_out, py::object m2_out) {
+  const zm::Space kept = make_space(kept_extent, {&kept_strides, &out_strides});
+  const zm::Space red = make_space(red_extent, {&red_strides});
+  const char* base = static_cast<const char*>(x.data()) + offset;
+  double* mean = mean_out.mutable_data();
+  double* m2 = m2_out.is_none() ? nullptr : py::cast<py::array_t<double>>(m2_out).mutable_data();
+  const int threads = g_threads.load();
+  const char type = x.dtype().char_();
+  py::gil_scoped_release release;
+  switch (type) {
+    case 'B': return run_moments<uint8_t>(base, kept, red, mean, m2, threads);
+    case 'b': return run_moments<int8_t>(base, kept, red, mean, m2, threads);
+    case 'H': return run_moments<uint16_t>(base, kept, red, mean, m2, threads);
+    case 'h': return run_moments<int16_t>(base, kept, red, mean, m2, threads);
+    case 'f': return run_moments<float>(base, kept, red, mean, m2, threads);
+    case 'd': return run_moments<double>(base, kept, red, mean, m2, threads);
+  }
+  throw py::type_error("moments: unsupported input dtype");
+}
+
+template <class T>
+void run_affine(const char* x, const double* mean, const double* inv, char* out, char out_type,
+                const zm::Space& space, int threads) {
+  switch (out_type) {
+    case 'f': return zm::affine<T, float>(x, mean, inv, out, space, threads);
+    case 'd': return zm::affine<T, double>(x, mean, inv, out, space, threads);
+    case 'e': return zm::affine<T, zm::Half>(x, mean, inv, out, space, threads);
+  }
+}
+
+void affine(const py::array& x, int64_t x_offset, const py::array& mean, const py::array& inv,
+            const Ints& extent, const Ints& x_strides, const Ints& stats_strides,
+            py::array& out, int64_t out_offset, const Ints& out_strides) {
+  const zm::Space space = make_space(extent, {&x_strides, &stats_strides, &out_strides});
+  const char in_type = x.dtype().char_(), out_type = out.dtype().char_();
+  if (mean.dtype().char_() != 'd' ||
+      inv.dtype().char_() != 'd')
+    throw py::type_error("affine: statistics must be float64");
+  if (out_type != 'f' && out_type != 'd' &&
+      out_type != 'e')
+    throw py::type_error("affine: unsupported output dtype");
+  const char* xp = static_cast<const char*>(x.data()) + x_offset;
+  const double* mp = static_cast<const double*>(mean.data());
+  const double* ip = static_cast<const double*>(inv.data());
+  char* op = static_cast<char*>(out.mutable_data()) + out_offset;
+  const int threads = g_threads.load();
+  py::gil_scoped_release release;
+  switch (in_type) {
+    case 'B': return run_affine<uint8_t>(xp, mp, ip, op, out_type, space, threads);
+    case 'b': return run_affine<int8_t>(xp, mp, ip, op, out_type, space, threads);
+    case 'H': return run_affine<uint16_t>(xp, mp, ip, op, out_type, space, threads);
+    case 'h': return run_affine<int16_t>(xp, mp, ip, op, out_type, space, threads);
+    case 'f': return run_affine<float>(xp, mp, ip, op, out_type, space, threads);
+    case 'd': return run_affine<double>(xp, mp, ip, op, out_type, space, threads);
+  }
+  throw py::type_error("affine: unsupported input dtype");
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "zmfast's C++ kernels; use the zmfast package, not this module.";
+  m.def("moments", &moments, "Moments (mean, M2) of a canonical strided reduction.");
+  m.def("affine", &affine, "out = (x - mean) * inv over a canonical strided space.");
+  m.def("set_num_threads", [](int n) { g_threads.store(n < 1 ? 1 : n); });
+  m.def("get_num_threads", []() { return g_threads.load(); });
+#ifdef ZMFAST_OPENMP
+  m.attr("openmp") = true;
+#else
+  m.attr("openmp") = false;
+#endif
+  m.attr("compiler") = ZMFAST_COMPILER;
+  m.attr("cxx_flags") = ZMFAST_CXX_FLAGS;
+}

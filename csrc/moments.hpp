@@ -1,0 +1,408 @@
+// Moments (count, mean, M2) of strided reductions, exact for 8- and 16-bit integers.
+//
+// A reduction is given as `kept` dims (array 0: x byte strides, array 1: output element
+// strides) and `red` dims (array 0: x byte strides, sorted so the last has the smallest
+// stride). Two loop shapes cover it:
+//  * column: the kept dim with the smallest stride is a vector of lanes; every reduced
+//    index is a row added into per-lane accumulators (mean image over the batch axis);
+//  * row: each output reduces a run along the innermost reduced dim (per-image stats,
+//    axis=None), spread over a few virtual lanes so the loop vectorises.
+// Within a bounded block, integers accumulate exactly in integer lanes and floats in float64
+// shifted by the block's first value; blocks, lanes and threads then merge with Chan's
+// formula in float64.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "common.hpp"
+
+namespace zm {
+
+// Per input type: block accumulator types and the most values one lane may take per block
+// before its integer sums could overflow.
+template <class T> struct Accum;
+template <> struct Accum<uint8_t> {
+  using Sum = uint32_t; using SumSq = uint32_t;  // 65536 * 255^2 < 2^32
+  static constexpr int64_t kBlock = int64_t(1) << 16;
+};
+template <> struct Accum<int8_t> {
+  using Sum = int32_t; using SumSq = uint32_t;
+  static constexpr int64_t kBlock = int64_t(1) << 16;
+};
+template <> struct Accum<uint16_t> {
+  using Sum = uint64_t; using SumSq = uint64_t;  // 2^31 * 65535^2 < 2^64
+  static constexpr int64_t kBlock = int64_t(1) << 31;
+};
+template <> struct Accum<int16_t> {
+  using Sum = int64_t; using SumSq = uint64_t;
+  static constexpr int64_t kBlock = int64_t(1) << 31;
+};
+// Floats: float64 sums of values shifted by the block's first one; the block length bounds
+// the rounding of the shifted sums, not an overflow.
+template <> struct Accum<float> {
+  using Sum = double; using SumSq = double;
+  static constexpr int64_t kBlock = 4096;
+};
+template <> struct Accum<double> : Accum<float> {};
+
+template <class T> constexpr bool kIsInt = std::is_integral<T>::value;
+
+// Running moments of one lane.
+struct Running {
+  double mean = 0.0, m2 = 0.0;
+};
+
+// Chan et al.'s update of (na, a) with a block of nb values of mean `mean_b`, M2 `m2_b`.
+inline void chan_merge(int64_t na, Running& a, int64_t nb, double mean_b, double m2_b) {
+  if (na == 0) {
+    a.mean = mean_b;
+    a.m2 = m2_b;
+    return;
+  }
+  const double n = double(na + nb), wb = double(nb) / n;
+  const double delta = mean_b - a.mean;
+  if (std::isfinite(delta)) {
+    a.mean += delta * wb;
+    a.m2 += m2_b + delta * delta * (double(na) * wb);
+  } else {  // an infinite mean: NumPy's inf (or nan for inf - inf), spread undefined
+    a.mean = a.mean * (double(na) / n) + mean_b * wb;
+    a.m2 = std::numeric_limits<double>::quiet_NaN();
+  }
+}
+
+// Mean and M2 of a block of n values from its sums; exact for integers until the final
+// rounding (n*S2 - S1^2 in 128-bit), shifted for floats.
+template <class T>
+inline void block_moments(int64_t n, typename Accum<T>::Sum s1, typename Accum<T>::SumSq s2,
+                          double shift, double& mean, double& m2) {
+  if constexpr (kIsInt<T>) {
+    const __int128 sum = s1;
+    const __int128 spread = __int128(n) * __int128(s2) - sum * sum;
+    mean = double(s1) / double(n);
+    m2 = double(spread) / double(n);
+    (void)shift;
+  } else {
+    mean = shift + s1 / double(n);
+    m2 = s2 - s1 * (s1 / double(n));
+    if (m2 < 0) m2 = 0;  // rounding; NaN stays NaN
+  }
+}
+
+// Float blocks are shifted by their first value unless it is inf/nan (then inf/nan
+// propagate through an unshifted sum, as NumPy's).
+template <class T> inline double block_shift(T first) {
+  if constexpr (kIsInt<T>) {
+    (void)first;
+    return 0.0;
+  } else {
+    return std::isfinite(first) ? double(first) : 0.0;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Column reduction: rows [r0, r1) of `rows` (x byte strides), lanes [0, lanes) at byte
+// stride `lane_stride`, into per-lane running moments `out`.
+constexpr int64_t kLaneBlock = 1024;  // lanes per pass, so accumulators stay in L1
+
+template <class T, bool kWantM2>
+void column_moments(const char* base, const Space& rows, int64_t r0, int64_t r1,
+                    int64_t lane_stride, int64_t lanes, Running* out) {
+  using Sum = typename Accum<T>::Sum;
+  using SumSq = typename Accum<T>::SumSq;
+  alignas(64) Sum s1[kLaneBlock];
+  alignas(64) SumSq s2[kLaneBlock];
+  alignas(64) double shift[kLaneBlock];
+  const bool contiguous = lane_stride == int64_t(sizeof(T));
+  for (int64_t k0 = 0; k0 < lanes; k0 += kLaneBlock) {
+    const int64_t kn = std::min(kLaneBlock, lanes - k0);
+    int64_t done = 0;
+    Counter row(rows, r0);
+    for (int64_t b0 = r0; b0 < r1; b0 += Accum<T>::kBlock) {
+      const int64_t bn = std::min(Accum<T>::kBlock, r1 - b0);
+      const char* first = base + row.offset[0] + k0 * lane_stride;
+      for (int64_t k = 0; k < kn; ++k) {
+        s1[k] = 0;
+        s2[k] = 0;
+        shift[k] = block_shift<T>(*reinterpret_cast<const T*>(first + k * lane_stride));
+      }
+      for (int64_t r = 0; r < bn; ++r, row.next()) {
+        const char* p = base + row.offset[0] + k0 * lane_stride;
+        if (contiguous) {
+          const T* x = reinterpret_cast<const T*>(p);
+          for (int64_t k = 0; k < kn; ++k) {
+            if constexpr (kIsInt<T>) {
+              const Sum v = Sum(x[k]);
+              s1[k] += v;
+              if constexpr (kWantM2) s2[k] += SumSq(v * v);
+            } else {
+              const double d = double(x[k]) - shift[k];
+              s1[k] += d;
+              if constexpr (kWantM2) s2[k] += d * d;
+            }
+          }
+        } else {
+          for (int64_t k = 0; k < kn; ++k) {
+            const T value = *reinterpret_cast<const T*>(p + k * lane_stride);
+            if constexpr (kIsInt<T>) {
+              const Sum v = Sum(value);
+              s1[k] += v;
+              if constexpr (kWantM2) s2[k] += SumSq(v * v);
+            } else {
+              const double d = double(value) - shift[k];
+              s1[k] += d;
+              if constexpr (kWantM2) s2[k] += d * d;
+            }
+          }
+        }
+      }
+      for (int64_t k = 0; k < kn; ++k) {
+        double mean, m2;
+        block_moments<T>(bn, s1[k], s2[k], shift[k], mean, m2);
+        chan_merge(done, out[k0 + k], bn, mean, m2);
+      }
+      done += bn;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Row reduction of one output: flat reduced indices [lo, hi) over (outer rows x run), the
+// run at byte stride `run_stride`. Returns the count; `acc` holds the running moments.
+constexpr int kVirtualLanes = 32;
+
+template <class T, bool kWantM2>
+int64_t row_moments(const char* base, const Space& outer, int64_t run, int64_t run_stride,
+                    int64_t lo, int64_t hi, Running& acc) {
+  using Sum = typename Accum<T>::Sum;
+  using SumSq = typename Accum<T>::SumSq;
+  alignas(64) Sum s1[kVirtualLanes];
+  alignas(64) SumSq s2[kVirtualLanes];
+  int64_t done = 0, in_block = 0;
+  double shift = 0.0;
+  auto flush = [&]() {
+    if (in_block == 0) return;
+    Sum t1 = 0;
+    SumSq t2 = 0;
+    for (int j = 0; j < kVirtualLanes; ++j) {
+      t1 += s1[j];
+      t2 += s2[j];
+    }
+    double mean, m2;
+    block_moments<T>(in_block, t1, t2, shift, mean, m2);
+    chan_merge(done, acc, in_block, mean, m2);
+    done += in_block;
+    in_block = 0;
+  };
+  auto start_block = [&](const T* first) {
+    for (int j = 0; j < kVirtualLanes; ++j) {
+      s1[j] = 0;
+      s2[j] = 0;
+    }
+    shift = block_shift<T>(*first);
+  };
+  // Integer lanes may each take kBlock values; floats bound the block itself.
+  const int64_t block_limit = kIsInt<T> ? Accum<T>::kBlock : Accum<T>::kBlock * kVirtualLanes;
+  Counter row(outer, lo / run);
+  int64_t col = lo % run;
+  while (lo < hi) {
+    const int64_t len = std::min(run - col, hi - lo);
+    const char* p = base + row.offset[0] + col * run_stride;
+    for (int64_t i = 0; i < len;) {
+      if (in_block == 0) start_block(reinterpret_cast<const T*>(p + i * run_stride));
+      const int64_t piece = std::min(len - i, block_limit - in_block);
+      const int64_t whole = piece - piece % kVirtualLanes;
+      if (run_stride == int64_t(sizeof(T))) {
+        const T* x = reinterpret_cast<const T*>(p) + i;
+        for (int64_t v = 0; v < whole; v += kVirtualLanes) {
+          for (int j = 0; j < kVirtualLanes; ++j) {
+            if constexpr (kIsInt<T>) {
+              const Sum value = Sum(x[v + j]);
+              s1[j] += value;
+              if constexpr (kWantM2) s2[j] += SumSq(value * value);
+            } else {
+              const double d = double(x[v + j]) - shift;
+              s1[j] += d;
+              if constexpr (kWantM2) s2[j] += d * d;
+            }
+          }
+        }
+      } else {
+        for (int64_t v = 0; v < whole; v += kVirtualLanes) {
+          for (int j = 0; j < kVirtualLanes; ++j) {
+            const T raw = *reinterpret_cast<const T*>(p + (i + v + j) * run_stride);
+            if constexpr (kIsInt<T>) {
+              const Sum value = Sum(raw);
+              s1[j] += value;
+              if constexpr (kWantM2) s2[j] += SumSq(value * value);
+            } else {
+              const double d = double(raw) - shift;
+              s1[j] += d;
+              if constexpr (kWantM2) s2[j] += d * d;
+            }
+          }
+        }
+      }
+      for (int64_t v = whole; v < piece; ++v) {  // the last few go one per lane
+        const T raw = *reinterpret_cast<const T*>(p + (i + v) * run_stride);
+        const int j = int(v - whole);
+        if constexpr (kIsInt<T>) {
+          const Sum value = Sum(raw);
+          s1[j] += value;
+          if constexpr (kWantM2) s2[j] += SumSq(value * value);
+        } else {
+          const double d = double(raw) - shift;
+          s1[j] += d;
+          if constexpr (kWantM2) s2[j] += d * d;
+        }
+      }
+      in_block += piece;
+      i += piece;
+      if (in_block == block_limit) flush();
+    }
+    lo += len;
+    col = 0;
+    row.next();
+  }
+  flush();
+  return done;
+}
+
+// ---------------------------------------------------------------------------------------
+// The whole reduction. `kept` dims: array 0 = x byte strides, array 1 = output element
+// strides. `red` dims: array 0 = x byte strides, innermost (smallest stride) last.
+template <class T, bool kWantM2>
+void reduce_moments(const char* base, const Space& kept, const Space& red, double* mean_out,
+                    double* m2_out, int requested_threads) {
+  const int64_t outputs = kept.size();
+  const int64_t count = red.size();
+  const int threads = threads_for(requested_threads, outputs * count);
+  auto store = [&](int64_t at, const Running& r) {
+    mean_out[at] = r.mean;
+    if constexpr (kWantM2) m2_out[at] = r.m2;
+  };
+
+  // Column shape when the kept dim with the smallest stride is finer than every reduced dim.
+  int lane_dim = -1;
+  for (int i = 0; i < kept.nd; ++i)
+    if (lane_dim < 0 || std::abs(kept.stride[0][i]) < std::abs(kept.stride[0][lane_dim]))
+      lane_dim = i;
+  const bool column = lane_dim >= 0 && red.nd > 0 &&
+                      std::abs(kept.stride[0][lane_dim]) < std::abs(red.stride[0][red.nd - 1]);
+
+  if (column) {
+    const int64_t lanes = kept.extent[lane_dim];
+    const int64_t lane_stride = kept.stride[0][lane_dim];
+    const int64_t lane_out_stride = kept.stride[1][lane_dim];
+    Space outer;  // the other kept dims
+    for (int i = 0; i < kept.nd; ++i) {
+      if (i == lane_dim) continue;
+      outer.extent[outer.nd] = kept.extent[i];
+      for (int a = 0; a < kMaxArrays; ++a) outer.stride[a][outer.nd] = kept.stride[a][i];
+      ++outer.nd;
+    }
+    const int64_t n_outer = outer.size();
+    if (n_outer >= threads) {  // many independent outputs: one serial column task each
+      std::vector<Running> scratch(size_t(threads) * size_t(lanes));
+      parallel_tasks(threads, threads, [&](int64_t t) {
+        int64_t o0, o1;
+        split_range(n_outer, threads, t, o0, o1);
+        if (o0 >= o1) return;
+        Running* acc = scratch.data() + t * lanes;
+        Counter o(outer, o0);
+        for (int64_t i = o0; i < o1; ++i, o.next()) {
+          std::fill(acc, acc + lanes, Running{});
+          column_moments<T, kWantM2>(base + o.offset[0], red, 0, count, lane_stride, lanes,
+                                     acc);
+          for (int64_t k = 0; k < lanes; ++k) store(o.offset[1] + k * lane_out_stride, acc[k]);
+        }
+      });
+      return;
+    }
+    // Few outputs: split the rows into chunks (each with its own accumulators), or the
+    // lanes when there are fewer rows than threads; then merge the chunks lane by lane.
+    const int64_t row_chunks = std::min<int64_t>(threads, count);
+    const int64_t lane_chunks = std::max<int64_t>(1, threads / row_chunks);
+    std::vector<Running> partial(size_t(row_chunks) * size_t(lanes));
+    Counter o(outer, 0);
+    for (int64_t i = 0; i < n_outer; ++i, o.next()) {
+      std::fill(partial.begin(), partial.end(), Running{});
+      const char* origin = base + o.offset[0];
+      parallel_tasks(row_chunks * lane_chunks, threads, [&](int64_t task) {
+        const int64_t rc = task % row_chunks, lc = task / row_chunks;
+        int64_t r0, r1, k0, k1;
+        split_range(count, row_chunks, rc, r0, r1);
+        split_range(lanes, lane_chunks, lc, k0, k1);
+        column_moments<T, kWantM2>(origin + k0 * lane_stride, red, r0, r1, lane_stride,
+                                   k1 - k0, partial.data() + rc * lanes + k0);
+      });
+      parallel_tasks(threads, threads, [&](int64_t t) {
+        int64_t k0, k1;
+        split_range(lanes, threads, t, k0, k1);
+        for (int64_t k = k0; k < k1; ++k) {
+          Running total = partial[size_t(k)];
+          int64_t done = 0;
+          for (int64_t rc = 0; rc < row_chunks; ++rc) {
+            int64_t r0, r1;
+            split_range(count, row_chunks, rc, r0, r1);
+            if (rc > 0) {
+              const Running& p = partial[size_t(rc * lanes + k)];
+              chan_merge(done, total, r1 - r0, p.mean, p.m2);
+            }
+            done += r1 - r0;
+          }
+          store(o.offset[1] + k * lane_out_stride, total);
+        }
+      });
+    }
+    return;
+  }
+
+  // Row shape: each output reduces (outer reduced rows) x (innermost reduced run).
+  Space outer_red = red;
+  int64_t run = 1, run_stride = 0;
+  if (red.nd > 0) {
+    --outer_red.nd;
+    run = red.extent[red.nd - 1];
+    run_stride = red.stride[0][red.nd - 1];
+  }
+  if (outputs >= threads) {
+    parallel_tasks(threads, threads, [&](int64_t t) {
+      int64_t o0, o1;
+      split_range(outputs, threads, t, o0, o1);
+      if (o0 >= o1) return;
+      Counter o(kept, o0);
+      for (int64_t i = o0; i < o1; ++i, o.next()) {
+        Running acc;
+        row_moments<T, kWantM2>(base + o.offset[0], outer_red, run, run_stride, 0, count, acc);
+        store(o.offset[1], acc);
+      }
+    });
+    return;
+  }
+  std::vector<Running> partial(static_cast<size_t>(threads));
+  std::vector<int64_t> counts(static_cast<size_t>(threads));
+  Counter o(kept, 0);
+  for (int64_t i = 0; i < outputs; ++i, o.next()) {
+    parallel_tasks(threads, threads, [&](int64_t t) {
+      int64_t lo, hi;
+      split_range(count, threads, t, lo, hi);
+      partial[size_t(t)] = Running{};
+      counts[size_t(t)] = row_moments<T, kWantM2>(base + o.offset[0], outer_red, run,
+                                                  run_stride, lo, hi, partial[size_t(t)]);
+    });
+    Running total;
+    int64_t done = 0;
+    for (int t = 0; t < threads; ++t) {
+      if (counts[size_t(t)] == 0) continue;
+      chan_merge(done, total, counts[size_t(t)], partial[size_t(t)].mean, partial[size_t(t)].m2);
+      done += counts[size_t(t)];
+    }
+    store(o.offset[1], total);
+  }
+}
+
+}  // namespace zm

@@ -1,0 +1,17 @@
+"""Backends: each decides *how* to compute what the public layer has already validated.
+
+Every backend module provides the same small interface:
+
+``moments(x, axes, want_m2) -> (mean, m2)``
+    ``x`` is an aligned, native-endian ndarray of a supported dtype whose reduction over
+    ``axes`` (a sorted tuple of distinct non-negative ints) is non-empty. Returns float64
+    arrays of the kept shape (``m2`` is None when ``want_m2`` is false).
+``affine(x, mean, std, out, channels_first)``
+    Writes ``(x - mean) / std`` into ``out``. ``mean`` and ``std`` are float64 arrays of
+    one shape that broadcasts against ``x``; ``std`` is finite and positive; ``out`` is a
+    C-contiguous array of the output shape that does not overlap ``x``.
+``set_num_threads(n)``
+    Number of threads for later calls.
+"""
+
+NAMES = ("cpp", "numpy")

@@ -1,0 +1,17 @@
+"""The C++ backend: the extension's kernels on the canonical plans of zmfast._plan."""
+
+from zmfast import _core, _plan
+
+name = "cpp"
+
+
+def moments(x, axes, want_m2=True):
+    return _plan.moments(x, axes, want_m2, _core.moments)
+
+
+def affine(x, mean, std, out, channels_first):
+    _plan.affine(x, mean, std, out, channels_first, _core.affine)
+
+
+def set_num_threads(n):
+    _core.set_num_threads(n)

@@ -1,0 +1,198 @@
+"""Canonical problems for the compiled backends.
+
+The public layer has validated the arguments; this module turns one call into a few calls of
+two kernel shapes that see only a base offset, extents and byte strides:
+
+* ``moments``: a reduction over ``red`` dims for every index of the ``kept`` dims;
+* ``affine``: ``out = (x - mean) * inv`` over ``shape`` with separate strides for ``x``, the
+  statistics and ``out``.
+
+On the way it drops length-1 axes, merges axes that are contiguous with each other, removes
+zero-stride reduced axes (they repeat values, so they only scale M2), and widens tiny inner
+extents (per-channel C=3) into vector-friendly lanes that are folded back afterwards.
+Each backend with compiled kernels (cpp, numba) calls the same plan, so they agree on it.
+"""
+
+import math
+
+import numpy as np
+
+# Lanes for a tiny innermost extent (C=3 channels): a multiple of every small C and of the
+# vector width, so the hot loop is a plain contiguous column reduction or multiply-add.
+WIDE_LANES = 192
+TINY_EXTENT = 32
+
+
+def merge_moments(count_a, mean_a, m2_a, count_b, mean_b, m2_b):
+    """Chan et al.'s pairwise update of (count, mean, M2); works elementwise on arrays."""
+    if count_a == 0:
+        return count_b, mean_b, m2_b
+    if count_b == 0:
+        return count_a, mean_a, m2_a
+    count = count_a + count_b
+    with np.errstate(invalid="ignore", over="ignore"):
+        delta = mean_b - mean_a
+        mean = mean_a + delta * (count_b / count)
+        m2 = m2_a + m2_b + delta * delta * (count_a / count * count_b)
+        # An infinite mean makes delta inf - inf; the weighted average gives NumPy's answer
+        # (inf, or nan for +inf with -inf) and the spread is undefined.
+        infinite = ~np.isfinite(delta)
+        if np.any(infinite):
+            weighted = mean_a * (count_a / count) + mean_b * (count_b / count)
+            mean = np.where(infinite, weighted, mean)
+            m2 = np.where(infinite, np.nan, m2)
+    return count, mean, m2
+
+
+def _c_strides(shape):
+    strides, step = [], 1
+    for extent in reversed(shape):
+        strides.append(step)
+        step *= extent
+    return strides[::-1]
+
+
+def _merge_adjacent(dims):
+    """Merge neighbouring dims (n, s0, s1, ...) whose every stride is contiguous."""
+    merged = []
+    for dim in dims:
+        if merged:
+            prev = merged[-1]
+            if all(p == dim[0] * s for p, s in zip(prev[1:], dim[1:])):
+                merged[-1] = (prev[0] * dim[0],) + tuple(dim[1:])
+                continue
+        merged.append(tuple(dim))
+    return merged
+
+
+def moments(x, axes, want_m2, kernel):
+    """Run ``kernel`` on the canonical form of a moments reduction of ``x`` over ``axes``.
+
+    ``kernel(x, offset, kept_shape, kept_strides, out_strides, red_shape, red_strides,
+    mean_out, m2_out)`` fills flat float64 outputs (m2_out may be None) for a reduction
+    whose counts it derives from ``red_shape``. Returns float64 (mean, m2) of the kept shape.
+    """
+    kept_axes = [ax for ax in range(x.ndim) if ax not in axes]
+    out_shape = tuple(x.shape[ax] for ax in kept_axes)
+    out_strides = _c_strides(out_shape)
+    kept = _merge_adjacent(
+        (x.shape[ax], x.strides[ax], out_strides[i])
+        for i, ax in enumerate(kept_axes) if x.shape[ax] != 1)
+
+    offset, repeat, red = 0, 1, []
+    for ax in axes:
+        extent, stride = x.shape[ax], x.strides[ax]
+        if extent == 1:
+            continue
+        if stride == 0:
+            repeat *= extent
+            continue
+        if stride < 0:
+            offset += (extent - 1) * stride
+            stride = -stride
+        red.append((extent, stride))
+    red = _merge_adjacent(sorted(red, key=lambda d: -d[1]))
+
+    if not red:
+        # Every reduced value repeats one value: the mean is that value and M2 is zero.
+        index = tuple(0 if ax in axes else slice(None) for ax in range(x.ndim))
+        mean = np.array(x[index], dtype=np.float64).reshape(out_shape)
+        return mean, (np.zeros(out_shape) if want_m2 else None)
+
+    size = math.prod(out_shape)
+    itemsize = x.itemsize
+    lane = min(kept, key=lambda d: abs(d[1])) if kept else None
+    inner_extent, inner_stride = red[-1]
+    if (lane is kept[-1] if kept else False) and lane[1] == itemsize and lane[0] <= TINY_EXTENT \
+            and inner_stride == lane[0] * itemsize:
+        lanes_per_row = lane[0]
+        group = -(-WIDE_LANES // lanes_per_row)
+        rows, tail = divmod(inner_extent, group)
+        if rows >= 2:
+            outer = [(n, s, o // lanes_per_row * lanes_per_row * group) for n, s, o in kept[:-1]]
+            outer_size = size // lanes_per_row
+            wide = lanes_per_row * group
+            mean = np.empty(outer_size * wide)
+            m2 = np.empty(outer_size * wide) if want_m2 else None
+            kernel(x, offset, [d[0] for d in outer] + [wide], [d[1] for d in outer] + [itemsize],
+                   [d[2] for d in outer] + [1], [d[0] for d in red[:-1]] + [rows],
+                   [d[1] for d in red[:-1]] + [inner_stride * group], mean, m2)
+            others = math.prod(d[0] for d in red[:-1])
+            count, mean, m2 = _fold_lanes(mean, m2, outer_size, group, lanes_per_row,
+                                          rows * others)
+            if tail:
+                tail_mean, tail_m2 = np.empty(size), (np.empty(size) if want_m2 else None)
+                kernel(x, offset + rows * group * inner_stride, [d[0] for d in kept],
+                       [d[1] for d in kept], [d[2] for d in kept],
+                       [d[0] for d in red[:-1]] + [tail], [d[1] for d in red], tail_mean,
+                       tail_m2)
+                count, mean, m2 = merge_moments(count, mean, m2 if want_m2 else 0.0,
+                                                tail * others, tail_mean,
+                                                tail_m2 if want_m2 else 0.0)
+            mean = mean.reshape(out_shape)
+            return mean, (m2.reshape(out_shape) * repeat if want_m2 else None)
+
+    mean = np.empty(size)
+    m2 = np.empty(size) if want_m2 else None
+    kernel(x, offset, [d[0] for d in kept], [d[1] for d in kept], [d[2] for d in kept],
+           [d[0] for d in red], [d[1] for d in red], mean, m2)
+    mean = mean.reshape(out_shape)
+    return mean, (m2.reshape(out_shape) * repeat if want_m2 else None)
+
+
+def _fold_lanes(mean, m2, outer_size, group, lanes_per_row, count_per_lane):
+    """Fold ``group`` equal-count copies of each lane back into one (Chan, equal counts)."""
+    mean = mean.reshape(outer_size, group, lanes_per_row)
+    folded_mean = mean.mean(axis=1)
+    folded_m2 = None
+    if m2 is not None:
+        spread = mean - folded_mean[:, None, :]
+        folded_m2 = (m2.reshape(outer_size, group, lanes_per_row).sum(axis=1)
+                     + count_per_lane * np.sum(spread * spread, axis=1))
+        folded_m2 = folded_m2.reshape(-1)
+    return count_per_lane * group, folded_mean.reshape(-1), folded_m2
+
+
+def affine(x, mean, std, out, channels_first, kernel):
+    """Run ``kernel`` on the canonical form of ``out = (x - mean) / std``.
+
+    ``kernel(x, x_offset, mean, inv, shape, x_strides, stats_strides, out, out_offset,
+    out_strides)`` computes ``out = (x - mean) * inv`` elementwise; ``mean`` and ``inv`` share
+    ``stats_strides``. ``out`` is C-contiguous in the output's shape.
+    """
+    mean, std = np.broadcast_arrays(mean, std)
+    mean = np.ascontiguousarray(mean, dtype=np.float64)
+    inv = np.ascontiguousarray(1.0 / std, dtype=np.float64)
+    x_view = x
+    stats_view = np.broadcast_to(mean, x.shape)
+    if channels_first:
+        x_view = np.moveaxis(x_view, -1, -3)
+        stats_view = np.moveaxis(stats_view, -1, -3)
+    dims = _merge_adjacent(
+        (n, xs, ss, os)
+        for n, xs, ss, os in zip(out.shape, x_view.strides, stats_view.strides, out.strides)
+        if n != 1) or [(1, 0, 0, out.itemsize)]
+
+    def call(dims, x_offset, mean, inv, out_offset):
+        kernel(x, x_offset, mean, inv, [d[0] for d in dims], [d[1] for d in dims],
+               [d[2] for d in dims], out, out_offset, [d[3] for d in dims])
+
+    extent, x_stride, stats_stride, out_stride = dims[-1]
+    if (len(dims) >= 2 and extent <= TINY_EXTENT and x_stride == x.itemsize
+            and stats_stride == 8 and out_stride == out.itemsize
+            and dims[-2][1:] == (extent * x.itemsize, 0, extent * out.itemsize)
+            and all(d[2] == 0 for d in dims[:-2])):
+        group = -(-WIDE_LANES // extent)
+        rows, tail = divmod(dims[-2][0], group)
+        if rows >= 1:
+            period = np.lib.stride_tricks.as_strided(mean, shape=(extent,), strides=(8,))
+            period_inv = np.lib.stride_tricks.as_strided(inv, shape=(extent,), strides=(8,))
+            wide = [(rows, x_stride * extent * group, 0, out_stride * extent * group),
+                    (extent * group, x_stride, 8, out_stride)]
+            call(dims[:-2] + wide, 0, np.tile(period, group), np.tile(period_inv, group), 0)
+            if tail:
+                tail_dims = dims[:-2] + [(tail,) + dims[-2][1:], dims[-1]]
+                call(tail_dims, rows * group * extent * x_stride, mean, inv,
+                     rows * group * extent * out_stride)
+            return
+    call(dims, 0, mean, inv, 0)

@@ -1,0 +1,182 @@
+"""NumPy-compatible mean/var/std and mergeable moments."""
+
+import math
+
+import numpy as np
+
+from zmfast import _config, _plan
+from zmfast._validate import is_fast, normalize_axes, require_real_numeric
+
+
+class Moments:
+    """Mergeable statistics of a reduction: ``count``, ``mean`` and ``m2``.
+
+    ``m2`` is the sum of squared deviations from the mean (Welford's M2), so
+    ``var(ddof) = m2 / (count - ddof)``. Moments of the parts of a dataset merge into the
+    moments of the whole (Chan et al., 1979), which is how batches, shards and threads
+    combine.
+
+    >>> import numpy as np, zmfast as zm
+    >>> x = np.arange(12, dtype=np.uint8).reshape(4, 3)
+    >>> whole = zm.moments(x, axis=0)
+    >>> parts = zm.moments(x[:1], axis=0).merge(zm.moments(x[1:], axis=0))
+    >>> parts.count, np.allclose(parts.mean, whole.mean), np.allclose(parts.var(), x.var(0))
+    (4, True, True)
+    """
+
+    __slots__ = ("count", "mean", "m2")
+
+    def __init__(self, count, mean, m2):
+        self.count = int(count)
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.m2 = np.asarray(m2, dtype=np.float64)
+        if self.mean.shape != self.m2.shape:
+            raise ValueError(f"mean shape {self.mean.shape} and m2 shape {self.m2.shape} differ")
+        if self.count < 0:
+            raise ValueError(f"count must be >= 0, got {self.count}")
+
+    def var(self, ddof=0):
+        """The variance ``m2 / (count - ddof)`` (NaN or inf, with a RuntimeWarning,
+        when ``count - ddof <= 0``, as NumPy)."""
+        divisor = self.count - ddof
+        if divisor <= 0:
+            import warnings
+            warnings.warn("Degrees of freedom <= 0 for slice", RuntimeWarning, stacklevel=2)
+            divisor = 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.m2 / divisor
+
+    def std(self, ddof=0):
+        """The standard deviation ``sqrt(var(ddof))``."""
+        return np.sqrt(self.var(ddof))
+
+    def merge(self, other):
+        """Return the moments of the union of the data behind ``self`` and ``other``."""
+        if not isinstance(other, Moments):
+            raise TypeError(f"can only merge Moments, not {type(other).__name__}")
+        if self.mean.shape != other.mean.shape:
+            raise ValueError(f"cannot merge moments of shapes {self.mean.shape} and "
+                             f"{other.mean.shape}")
+        return Moments(*_plan.merge_moments(self.count, self.mean, self.m2,
+                                            other.count, other.mean, other.m2))
+
+    def __repr__(self):
+        return f"Moments(count={self.count}, mean={self.mean!r}, m2={self.m2!r})"
+
+
+def _reduce(a, axis, want_m2):
+    """(count, mean, m2) in float64 of the kept shape, or None when NumPy must decide."""
+    axes = normalize_axes(axis, a.ndim)
+    count = math.prod(a.shape[ax] for ax in axes)
+    if count == 0 or not is_fast(a):
+        return axes, count, None
+    mean, m2 = _config.backend().moments(a, axes, want_m2)
+    return axes, count, (mean, m2)
+
+
+def _finish(result, a, axes, dtype, out, keepdims):
+    """Cast to NumPy's result dtype, apply keepdims, and fill ``out`` if given."""
+    if dtype is None:
+        dtype = np.float64 if a.dtype.kind in "iu" else a.dtype
+    result = result.astype(dtype, copy=False)
+    if keepdims:
+        result = result.reshape([1 if ax in axes else n for ax, n in enumerate(a.shape)])
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise TypeError("out must be a numpy.ndarray")
+        if out.shape != result.shape:
+            raise ValueError(f"out has shape {out.shape}, expected {result.shape}")
+        np.copyto(out, result, casting="unsafe")
+        return out
+    return result[()] if result.ndim == 0 else result
+
+
+def _numpy_first(a, dtype):
+    """Return the input as an array, or None when the call belongs to NumPy itself."""
+    a = np.asanyarray(a)
+    if type(a) is not np.ndarray:
+        return None  # subclasses (masked arrays, matrices) keep NumPy's own behaviour
+    if dtype is not None and np.dtype(dtype).kind != "f":
+        return None  # integer or complex accumulation: NumPy's semantics exactly
+    return a
+
+
+def mean(a, axis=None, dtype=None, out=None, keepdims=False):
+    """Arithmetic mean along ``axis``: a drop-in for :func:`numpy.mean`.
+
+    Same result dtype, shape, errors and warnings as NumPy for the same call. Integer
+    inputs are summed exactly and float inputs in float64, so float32 results are
+    correctly rounded where NumPy's float32 sums drift.
+
+    >>> import numpy as np, zmfast as zm
+    >>> x = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    >>> zm.mean(x, axis=0).shape, float(zm.mean(x))
+    ((3, 4), 11.5)
+    """
+    array = _numpy_first(a, dtype)
+    if array is None:
+        return np.mean(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims)
+    axes, count, stats = _reduce(array, axis, want_m2=False)
+    if stats is None:
+        return np.mean(array, axis=axis, dtype=dtype, out=out, keepdims=keepdims)
+    return _finish(stats[0], array, axes, dtype, out, keepdims)
+
+
+def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
+    """Variance along ``axis``: a drop-in for :func:`numpy.var`.
+
+    Computed from exact integer or float64 Welford/Chan moments, so data with a large
+    offset and a small spread (``1e9 + U(0, 1)``) keeps its digits.
+
+    >>> import numpy as np, zmfast as zm
+    >>> float(zm.var(np.array([1, 2, 3, 4], dtype=np.uint8), ddof=1))
+    1.6666666666666667
+    """
+    return _spread(a, axis, dtype, out, ddof, keepdims, np.var, lambda v: v)
+
+
+def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
+    """Standard deviation along ``axis``: a drop-in for :func:`numpy.std`.
+
+    >>> import numpy as np, zmfast as zm
+    >>> x = np.array([[0, 2], [4, 6]], dtype=np.uint8)
+    >>> zm.std(x, axis=0)
+    array([2., 2.])
+    """
+    return _spread(a, axis, dtype, out, ddof, keepdims, np.std, np.sqrt)
+
+
+def _spread(a, axis, dtype, out, ddof, keepdims, numpy_function, finish):
+    array = _numpy_first(a, dtype)
+    if array is None:
+        return numpy_function(a, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims)
+    axes = normalize_axes(axis, array.ndim)
+    count = math.prod(array.shape[ax] for ax in axes)
+    if count - ddof <= 0 or not is_fast(array):
+        return numpy_function(array, axis=axis, dtype=dtype, out=out, ddof=ddof,
+                              keepdims=keepdims)
+    _, _, (_, m2) = _reduce(array, axis, want_m2=True)
+    return _finish(finish(m2 / (count - ddof)), array, axes, dtype, out, keepdims)
+
+
+def moments(a, axis=None):
+    """Mergeable moments (count, mean, M2) of ``a`` along ``axis`` in one pass.
+
+    ``axis=0`` on an NHWC batch gives the per-pixel mean image; ``axis=(0, 1, 2)`` gives
+    per-channel statistics. ``mean`` and ``m2`` are float64 arrays of the reduced shape.
+
+    >>> import numpy as np, zmfast as zm
+    >>> x = np.random.default_rng(0).integers(0, 256, (8, 4, 4, 3), dtype=np.uint8)
+    >>> m = zm.moments(x, axis=(0, 1, 2))
+    >>> m.count, m.mean.shape, bool(np.allclose(m.std(), x.std(axis=(0, 1, 2))))
+    (128, (3,), True)
+    """
+    array = np.asarray(a)
+    require_real_numeric(array, "moments input")
+    axes, count, stats = _reduce(array, axis, want_m2=True)
+    if stats is None:
+        kept = tuple(n for ax, n in enumerate(array.shape) if ax not in axes)
+        if count == 0:
+            return Moments(0, np.full(kept, np.nan), np.zeros(kept))
+        stats = _config._load("numpy").moments(array, axes, True)
+    return Moments(count, *stats)
