@@ -51,6 +51,17 @@ template <> struct Accum<double> : Accum<float> {};
 
 template <class T> constexpr bool kIsInt = std::is_integral<T>::value;
 
+// x*x in the narrowest type that holds it (16 bits for 8-bit inputs), so it vectorises wide.
+template <class T> inline auto square(T v) {
+  if constexpr (sizeof(T) == 1) {
+    const uint16_t magnitude = uint16_t(v < 0 ? -int(v) : int(v));
+    return uint16_t(magnitude * magnitude);
+  } else {
+    using Wide = typename Accum<T>::SumSq;
+    return Wide(int64_t(v) * int64_t(v));
+  }
+}
+
 // Running moments of one lane.
 struct Running {
   double mean = 0.0, m2 = 0.0;
@@ -74,16 +85,35 @@ inline void chan_merge(int64_t na, Running& a, int64_t nb, double mean_b, double
   }
 }
 
+// n*S2 - S1^2 (never negative), computed exactly and rounded once to double.
+inline double exact_spread(uint64_t n, uint64_t s2, uint64_t abs_s1) {
+#if defined(__SIZEOF_INT128__)
+  using U128 = unsigned __int128;
+  return double(U128(n) * s2 - U128(abs_s1) * abs_s1);
+#else  // MSVC: two-word products; the final conversion may round twice (<= 1 ulp)
+  auto mul = [](uint64_t a, uint64_t b, uint64_t& hi) {
+    const uint64_t a0 = a & 0xffffffffu, a1 = a >> 32, b0 = b & 0xffffffffu, b1 = b >> 32;
+    const uint64_t p00 = a0 * b0, p01 = a0 * b1, p10 = a1 * b0, p11 = a1 * b1;
+    const uint64_t mid = (p00 >> 32) + (p01 & 0xffffffffu) + (p10 & 0xffffffffu);
+    hi = p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32);
+    return (mid << 32) | (p00 & 0xffffffffu);
+  };
+  uint64_t hi_a, hi_b;
+  const uint64_t lo_a = mul(n, s2, hi_a), lo_b = mul(abs_s1, abs_s1, hi_b);
+  const uint64_t lo = lo_a - lo_b, hi = hi_a - hi_b - (lo_a < lo_b ? 1 : 0);
+  return double(hi) * 18446744073709551616.0 + double(lo);
+#endif
+}
+
 // Mean and M2 of a block of n values from its sums; exact for integers until the final
 // rounding (n*S2 - S1^2 in 128-bit), shifted for floats.
 template <class T>
 inline void block_moments(int64_t n, typename Accum<T>::Sum s1, typename Accum<T>::SumSq s2,
                           double shift, double& mean, double& m2) {
   if constexpr (kIsInt<T>) {
-    const __int128 sum = s1;
-    const __int128 spread = __int128(n) * __int128(s2) - sum * sum;
     mean = double(s1) / double(n);
-    m2 = double(spread) / double(n);
+    m2 = exact_spread(uint64_t(n), uint64_t(s2), s1 < 0 ? 0 - uint64_t(s1) : uint64_t(s1)) /
+         double(n);
     (void)shift;
   } else {
     mean = shift + s1 / double(n);
@@ -106,7 +136,7 @@ template <class T> inline double block_shift(T first) {
 // ---------------------------------------------------------------------------------------
 // Column reduction: rows [r0, r1) of `rows` (x byte strides), lanes [0, lanes) at byte
 // stride `lane_stride`, into per-lane running moments `out`.
-constexpr int64_t kLaneBlock = 1024;  // lanes per pass, so accumulators stay in L1
+constexpr int64_t kLaneBlock = 4096;  // lanes per pass: a page of bytes per row, sums in L1/L2
 
 template <class T, bool kWantM2>
 void column_moments(const char* base, const Space& rows, int64_t r0, int64_t r1,
@@ -137,7 +167,7 @@ void column_moments(const char* base, const Space& rows, int64_t r0, int64_t r1,
             if constexpr (kIsInt<T>) {
               const Sum v = Sum(x[k]);
               s1[k] += v;
-              if constexpr (kWantM2) s2[k] += SumSq(v * v);
+              if constexpr (kWantM2) s2[k] += SumSq(square(x[k]));
             } else {
               const double d = double(x[k]) - shift[k];
               s1[k] += d;

@@ -64,21 +64,20 @@ class Moments:
         return f"Moments(count={self.count}, mean={self.mean!r}, m2={self.m2!r})"
 
 
-def _reduce(a, axis, want_m2):
-    """(count, mean, m2) in float64 of the kept shape, or None when NumPy must decide."""
+def _reduce(a, axis, want_m2, ddof=0):
+    """(axes, count, (mean, m2)) in float64 of the kept shape; the statistics are None where
+    NumPy itself must answer (empty or over-reduced slices with their warnings, and dtypes
+    without a fast path)."""
     axes = normalize_axes(axis, a.ndim)
     count = math.prod(a.shape[ax] for ax in axes)
-    if count == 0 or not is_fast(a):
+    if count - ddof <= 0 or count == 0 or not is_fast(a):
         return axes, count, None
-    mean, m2 = _config.backend().moments(a, axes, want_m2)
-    return axes, count, (mean, m2)
+    return axes, count, _config.backend().moments(a, axes, want_m2)
 
 
 def _finish(result, a, axes, dtype, out, keepdims):
-    """Cast to NumPy's result dtype, apply keepdims, and fill ``out`` if given."""
-    if dtype is None:
-        dtype = np.float64 if a.dtype.kind in "iu" else a.dtype
-    result = result.astype(dtype, copy=False)
+    """Round the float64 result to NumPy's result dtype (or straight into ``out``), apply
+    keepdims, and return a NumPy scalar for a full reduction, as NumPy does."""
     if keepdims:
         result = result.reshape([1 if ax in axes else n for ax, n in enumerate(a.shape)])
     if out is not None:
@@ -86,8 +85,11 @@ def _finish(result, a, axes, dtype, out, keepdims):
             raise TypeError("out must be a numpy.ndarray")
         if out.shape != result.shape:
             raise ValueError(f"out has shape {out.shape}, expected {result.shape}")
-        np.copyto(out, result, casting="unsafe")
+        np.copyto(out, result if dtype is None else result.astype(dtype), casting="unsafe")
         return out
+    if dtype is None:
+        dtype = np.float64 if a.dtype.kind in "iu" else a.dtype
+    result = result.astype(dtype, copy=False)
     return result[()] if result.ndim == 0 else result
 
 
@@ -148,15 +150,13 @@ def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
 
 def _spread(a, axis, dtype, out, ddof, keepdims, numpy_function, finish):
     array = _numpy_first(a, dtype)
-    if array is None:
-        return numpy_function(a, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims)
-    axes = normalize_axes(axis, array.ndim)
-    count = math.prod(array.shape[ax] for ax in axes)
-    if count - ddof <= 0 or not is_fast(array):
-        return numpy_function(array, axis=axis, dtype=dtype, out=out, ddof=ddof,
-                              keepdims=keepdims)
-    _, _, (_, m2) = _reduce(array, axis, want_m2=True)
-    return _finish(finish(m2 / (count - ddof)), array, axes, dtype, out, keepdims)
+    stats = None
+    if array is not None:
+        axes, count, stats = _reduce(array, axis, want_m2=True, ddof=ddof)
+    if stats is None:
+        return numpy_function(a if array is None else array, axis=axis, dtype=dtype, out=out,
+                              ddof=ddof, keepdims=keepdims)
+    return _finish(finish(stats[1] / (count - ddof)), array, axes, dtype, out, keepdims)
 
 
 def moments(a, axis=None):
