@@ -52,10 +52,15 @@ def _choose_initial_backend():
         return "cpp", "default: the compiled extension"
     except ImportError:
         reason = _load_errors.get("cpp", "unknown error")
+    for fallback in ("numba", "numpy"):
+        try:
+            _load(fallback)
+        except ImportError:
+            continue
         warnings.warn(f"zmfast: the C++ extension could not be imported ({reason}); "
-                      "falling back to the slow NumPy reference backend", RuntimeWarning,
-                      stacklevel=3)
-        return "numpy", f"fallback: the C++ extension is unavailable ({reason})"
+                      f"falling back to the {fallback} backend", RuntimeWarning, stacklevel=3)
+        return fallback, f"fallback: the C++ extension is unavailable ({reason})"
+    raise ImportError(f"zmfast: no backend can be loaded ({reason})")
 
 
 _default_backend, _backend_reason = _choose_initial_backend()
@@ -69,7 +74,7 @@ def backend():
 
 
 def get_backend():
-    """Return the name of the backend in force: ``"cpp"`` or ``"numpy"``.
+    """Return the name of the backend in force: ``"cpp"``, ``"numba"`` or ``"numpy"``.
 
     >>> import zmfast as zm
     >>> zm.get_backend() in ("cpp", "numpy")
@@ -79,7 +84,7 @@ def get_backend():
 
 
 def set_backend(name):
-    """Choose the backend for all later calls (``"cpp"`` or ``"numpy"``).
+    """Choose the backend for all later calls (``"cpp"``, ``"numba"`` or ``"numpy"``).
 
     Raises ValueError for an unknown name and ImportError when the backend cannot load.
 

@@ -14,4 +14,4 @@ Every backend module provides the same small interface:
     Number of threads for later calls.
 """
 
-NAMES = ("cpp", "numpy")
+NAMES = ("cpp", "numba", "numpy")

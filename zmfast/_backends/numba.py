@@ -1,0 +1,473 @@
+"""The Numba backend: the C++ kernels' loops and numerics, compiled by Numba.
+
+It runs the same canonical plans as the cpp backend (zmfast._plan), so both see the same
+extents and strides; here strides are converted from bytes to elements of a flat view that
+spans the array's memory. Integer inputs accumulate exactly in int64 blocks short enough that
+``n*S2 - S1**2`` cannot overflow; float inputs in float64 shifted by each block's first
+value; blocks, lanes and threads merge with Chan's formula. No fastmath: it changes results.
+"""
+
+import math
+
+import numba
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+
+from zmfast import _plan
+
+name = "numba"
+
+LANE_BLOCK = 4096  # lanes per pass, so the accumulators stay in cache
+VIRTUAL_LANES = 32  # independent partial sums of a row reduction, so the loop vectorises
+FLOAT_BLOCK = 4096  # values per float block: bounds the rounding of shifted sums
+MIN_ELEMENTS_PER_THREAD = 1 << 16
+
+# Longest integer block with n * S2 < 2**63, that is n**2 * max(x**2) < 2**63.
+INT_BLOCK = {np.dtype(np.uint8): 1 << 23, np.dtype(np.int8): 1 << 23,
+             np.dtype(np.uint16): 1 << 15, np.dtype(np.int16): 1 << 16}
+
+_num_threads = 1
+
+
+def set_num_threads(n):
+    global _num_threads
+    _num_threads = max(1, min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+def _threads_for(elements):
+    return int(max(1, min(_num_threads, elements // MIN_ELEMENTS_PER_THREAD)))
+
+
+def _flat(a):
+    """A 1-D view from the lowest address of ``a`` over its whole span, and the element index
+    of ``a``'s own first element in it."""
+    index = tuple(slice(None, None, -1) if s < 0 else slice(None) for s in a.strides)
+    lowest = a[index]
+    span = 1 + sum((n - 1) * abs(s) for n, s in zip(a.shape, a.strides)) // a.itemsize
+    flat = np.lib.stride_tricks.as_strided(lowest, shape=(span,), strides=(a.itemsize,),
+                                           writeable=a.flags.writeable)
+    origin = (a.__array_interface__["data"][0] - lowest.__array_interface__["data"][0])
+    return flat, origin // a.itemsize
+
+
+def _elements(strides, itemsize):
+    return np.array([s // itemsize for s in strides], dtype=np.int64)
+
+
+# --- multi-index counter over (extent, stride) in elements ------------------------------
+
+@njit(cache=True)
+def _seek(extent, stride, index, flat):
+    offset = 0
+    for i in range(extent.size - 1, -1, -1):
+        index[i] = flat % extent[i]
+        flat //= extent[i]
+        offset += index[i] * stride[i]
+    return offset
+
+
+@njit(cache=True)
+def _next(extent, stride, index, offset):
+    for i in range(extent.size - 1, -1, -1):
+        offset += stride[i]
+        index[i] += 1
+        if index[i] < extent[i]:
+            return offset
+        offset -= stride[i] * extent[i]
+        index[i] = 0
+    return offset
+
+
+@njit(cache=True)
+def _split(n, parts, part):
+    part = np.int64(part)  # prange indices may be unsigned; int64 * uint64 would be float
+    base, extra = n // parts, n % parts
+    begin = part * base + min(part, extra)
+    return begin, begin + base + (1 if part < extra else 0)
+
+
+@njit(cache=True)
+def _chan(count_a, mean_a, m2_a, count_b, mean_b, m2_b):
+    """Chan et al.'s merge of two (count, mean, M2); returns (mean, m2)."""
+    if count_a == 0:
+        return mean_b, m2_b
+    n = count_a + count_b
+    weight_b = count_b / n
+    delta = mean_b - mean_a
+    if math.isfinite(delta):
+        return mean_a + delta * weight_b, m2_a + m2_b + delta * delta * (count_a * weight_b)
+    return mean_a * (count_a / n) + mean_b * weight_b, np.nan
+
+
+@njit(cache=True)
+def _block_moments(n, s1, s2, shift, exact):
+    """Mean and M2 of a block of n values from its (shifted) sums."""
+    if exact:
+        return s1 / n, float(n * s2 - s1 * s1) / n
+    mean = shift + s1 / n
+    m2 = s2 - s1 * (s1 / n)
+    return mean, (0.0 if m2 < 0 else m2)
+
+
+@njit(cache=True)
+def _shift_of(value, exact):
+    if exact or not math.isfinite(value):
+        return 0.0
+    return float(value)
+
+
+# --- column reduction: rows x lanes into per-lane running moments -----------------------
+
+@njit(cache=True)
+def _column(x, base, row_ext, row_str, r0, r1, lane_stride, lanes, mean, m2, want_m2,
+            acc_type, block, exact):
+    s1 = np.zeros(LANE_BLOCK, acc_type)
+    s2 = np.zeros(LANE_BLOCK, acc_type)
+    shift = np.zeros(LANE_BLOCK, acc_type)
+    index = np.zeros(row_ext.size, np.int64)
+    for k0 in range(0, lanes, LANE_BLOCK):
+        kn = min(LANE_BLOCK, lanes - k0)
+        done = 0
+        offset = _seek(row_ext, row_str, index, r0)
+        b0 = r0
+        while b0 < r1:
+            bn = min(block, r1 - b0)
+            first = base + offset + k0 * lane_stride
+            for k in range(kn):
+                s1[k] = 0
+                s2[k] = 0
+                shift[k] = _shift_of(x[first + k * lane_stride], exact)
+            for _ in range(bn):
+                p = base + offset + k0 * lane_stride
+                if want_m2:
+                    for k in range(kn):
+                        d = acc_type(x[p + k * lane_stride]) - shift[k]
+                        s1[k] += d
+                        s2[k] += d * d
+                else:
+                    for k in range(kn):
+                        s1[k] += acc_type(x[p + k * lane_stride]) - shift[k]
+                offset = _next(row_ext, row_str, index, offset)
+            for k in range(kn):
+                bm, bm2 = _block_moments(bn, s1[k], s2[k], shift[k], exact)
+                mean[k0 + k], m2[k0 + k] = _chan(done, mean[k0 + k], m2[k0 + k], bn, bm, bm2)
+            done += bn
+            b0 += bn
+
+
+@njit(cache=True, parallel=True)
+def _column_outputs(x, base, out_ext, out_str, out_out, row_ext, row_str, count, lane_stride,
+                    lanes, lane_out_stride, mean_out, m2_out, want_m2, acc_type, block, exact,
+                    threads):
+    """Many independent outputs: each thread takes whole column reductions."""
+    n_outer = 1
+    for e in out_ext:
+        n_outer *= e
+    for t in prange(threads):
+        o0, o1 = _split(n_outer, threads, t)
+        if o0 >= o1:
+            continue
+        mean = np.empty(lanes)
+        m2 = np.empty(lanes)
+        index = np.zeros(out_ext.size, np.int64)
+        xo = _seek(out_ext, out_str, index, o0)
+        for _ in range(o0, o1):
+            oo = 0
+            for i in range(out_ext.size):
+                oo += index[i] * out_out[i]
+            _column(x, base + xo, row_ext, row_str, 0, count, lane_stride, lanes, mean, m2,
+                    want_m2, acc_type, block, exact)
+            for k in range(lanes):
+                mean_out[oo + k * lane_out_stride] = mean[k]
+                m2_out[oo + k * lane_out_stride] = m2[k]
+            xo = _next(out_ext, out_str, index, xo)
+
+
+@njit(cache=True, parallel=True)
+def _column_rows(x, base, row_ext, row_str, count, lane_stride, lanes, partial_mean,
+                 partial_m2, want_m2, acc_type, block, exact, chunks):
+    """One output block: each thread reduces a chunk of the rows into its partial lanes."""
+    for c in prange(chunks):
+        r0, r1 = _split(count, chunks, c)
+        _column(x, base, row_ext, row_str, r0, r1, lane_stride, lanes, partial_mean[c],
+                partial_m2[c], want_m2, acc_type, block, exact)
+
+
+@njit(cache=True)
+def _merge_chunks(partial_mean, partial_m2, count, out_base, lane_out_stride, mean_out,
+                  m2_out):
+    chunks, lanes = partial_mean.shape
+    for k in range(lanes):
+        mean, m2 = partial_mean[0, k], partial_m2[0, k]
+        done = _split(count, chunks, 0)[1]
+        for c in range(1, chunks):
+            r0, r1 = _split(count, chunks, c)
+            mean, m2 = _chan(done, mean, m2, r1 - r0, partial_mean[c, k], partial_m2[c, k])
+            done += r1 - r0
+        mean_out[out_base + k * lane_out_stride] = mean
+        m2_out[out_base + k * lane_out_stride] = m2
+
+
+# --- row reduction: each output reduces runs along the innermost reduced dim -------------
+
+@njit(cache=True)
+def _row(x, base, outer_ext, outer_str, run, run_stride, lo, hi, want_m2, acc_type, block,
+         exact):
+    """Moments of flat reduced indices [lo, hi); returns (count, mean, m2)."""
+    s1 = np.zeros(VIRTUAL_LANES, acc_type)
+    s2 = np.zeros(VIRTUAL_LANES, acc_type)
+    limit = block if exact else block * VIRTUAL_LANES
+    index = np.zeros(outer_ext.size, np.int64)
+    offset = _seek(outer_ext, outer_str, index, lo // run)
+    col = lo % run
+    done, in_block = 0, 0
+    mean, m2 = 0.0, 0.0
+    shift = acc_type(0)
+    while lo < hi:
+        length = min(run - col, hi - lo)
+        p = base + offset + col * run_stride
+        i = 0
+        while i < length:
+            if in_block == 0:
+                s1[:] = 0
+                s2[:] = 0
+                shift = acc_type(_shift_of(x[p + i * run_stride], exact))
+            piece = min(length - i, limit - in_block)
+            whole = piece - piece % VIRTUAL_LANES
+            for v0 in range(0, whole, VIRTUAL_LANES):
+                q = p + (i + v0) * run_stride
+                for j in range(VIRTUAL_LANES):
+                    d = acc_type(x[q + j * run_stride]) - shift
+                    s1[j] += d
+                    s2[j] += d * d
+            for v in range(whole, piece):
+                d = acc_type(x[p + (i + v) * run_stride]) - shift
+                s1[v - whole] += d
+                s2[v - whole] += d * d
+            in_block += piece
+            i += piece
+            if in_block == limit:
+                bm, bm2 = _block_moments(in_block, s1.sum(), s2.sum(), shift, exact)
+                mean, m2 = _chan(done, mean, m2, in_block, bm, bm2)
+                done += in_block
+                in_block = 0
+        lo += length
+        col = 0
+        offset = _next(outer_ext, outer_str, index, offset)
+    if in_block:
+        bm, bm2 = _block_moments(in_block, s1.sum(), s2.sum(), shift, exact)
+        mean, m2 = _chan(done, mean, m2, in_block, bm, bm2)
+        done += in_block
+    return done, mean, m2
+
+
+@njit(cache=True, parallel=True)
+def _row_outputs(x, base, kept_ext, kept_str, kept_out, outer_ext, outer_str, run,
+                 run_stride, count, mean_out, m2_out, want_m2, acc_type, block, exact,
+                 threads):
+    outputs = 1
+    for e in kept_ext:
+        outputs *= e
+    for t in prange(threads):
+        o0, o1 = _split(outputs, threads, t)
+        if o0 >= o1:
+            continue
+        index = np.zeros(kept_ext.size, np.int64)
+        xo = _seek(kept_ext, kept_str, index, o0)
+        for _ in range(o0, o1):
+            oo = 0
+            for i in range(kept_ext.size):
+                oo += index[i] * kept_out[i]
+            _, mean, m2 = _row(x, base + xo, outer_ext, outer_str, run, run_stride, 0, count,
+                               want_m2, acc_type, block, exact)
+            mean_out[oo] = mean
+            m2_out[oo] = m2
+            xo = _next(kept_ext, kept_str, index, xo)
+
+
+@njit(cache=True, parallel=True)
+def _row_split(x, base, outer_ext, outer_str, run, run_stride, count, want_m2, acc_type,
+               block, exact, threads):
+    counts = np.zeros(threads, np.int64)
+    means = np.zeros(threads)
+    m2s = np.zeros(threads)
+    for t in prange(threads):
+        lo, hi = _split(count, threads, t)
+        counts[t], means[t], m2s[t] = _row(x, base, outer_ext, outer_str, run, run_stride, lo,
+                                           hi, want_m2, acc_type, block, exact)
+    done, mean, m2 = 0, 0.0, 0.0
+    for t in range(threads):
+        if counts[t]:
+            mean, m2 = _chan(done, mean, m2, counts[t], means[t], m2s[t])
+            done += counts[t]
+    return mean, m2
+
+
+def _reduce(x, offset, kept_extent, kept_strides, out_strides, red_extent, red_strides,
+            mean_out, m2_out):
+    """The kernel interface of zmfast._plan.moments, as the extension's ``_core.moments``."""
+    flat, origin = _flat(x)
+    isz = x.itemsize
+    base = origin + offset // isz
+    want_m2 = m2_out is not None
+    m2_out = m2_out if want_m2 else np.empty_like(mean_out)
+    exact = x.dtype.kind in "iu"
+    acc_type = np.int64 if exact else np.float64
+    block = INT_BLOCK[x.dtype] if exact else FLOAT_BLOCK
+    kept_ext = np.array(kept_extent, np.int64)
+    kept_str = _elements(kept_strides, isz)
+    kept_out = np.array(out_strides, np.int64)
+    red_ext = np.array(red_extent, np.int64)
+    red_str = _elements(red_strides, isz)
+    outputs = math.prod(kept_extent)
+    count = math.prod(red_extent)
+    threads = _threads_for(outputs * count)
+
+    lane = int(np.argmin(np.abs(kept_str))) if kept_ext.size else -1
+    if lane >= 0 and abs(kept_str[lane]) < abs(red_str[-1]):  # column shape
+        others = [i for i in range(kept_ext.size) if i != lane]
+        lanes, lane_stride, lane_out = int(kept_ext[lane]), int(kept_str[lane]), int(kept_out[lane])
+        out_ext, out_str, out_out = kept_ext[others], kept_str[others], kept_out[others]
+        n_outer = math.prod(out_ext.tolist())
+        if n_outer >= threads:
+            _column_outputs(flat, base, out_ext, out_str, out_out, red_ext, red_str, count,
+                            lane_stride, lanes, lane_out, mean_out, m2_out, want_m2,
+                            acc_type, block, exact, threads)
+            return
+        chunks = max(1, min(threads, count))
+        partial_mean = np.empty((chunks, lanes))
+        partial_m2 = np.empty((chunks, lanes))
+        index = np.zeros(out_ext.size, np.int64)
+        for o in range(n_outer):
+            xo = _seek(out_ext, out_str, index, o)
+            oo = int(np.dot(index, out_out)) if out_ext.size else 0
+            _column_rows(flat, base + xo, red_ext, red_str, count, lane_stride, lanes,
+                         partial_mean, partial_m2, want_m2, acc_type, block, exact, chunks)
+            _merge_chunks(partial_mean, partial_m2, count, oo, lane_out, mean_out, m2_out)
+        return
+
+    outer_ext, outer_str = red_ext[:-1], red_str[:-1]
+    run, run_stride = int(red_ext[-1]), int(red_str[-1])
+    if outputs >= threads:
+        _row_outputs(flat, base, kept_ext, kept_str, kept_out, outer_ext, outer_str, run,
+                     run_stride, count, mean_out, m2_out, want_m2, acc_type, block, exact,
+                     threads)
+        return
+    index = np.zeros(kept_ext.size, np.int64)
+    for o in range(outputs):
+        xo = _seek(kept_ext, kept_str, index, o)
+        oo = int(np.dot(index, kept_out)) if kept_ext.size else 0
+        mean_out[oo], m2_out[oo] = _row_split(flat, base + xo, outer_ext, outer_str, run,
+                                              run_stride, count, want_m2, acc_type, block,
+                                              exact, threads)
+
+
+# --- fused affine transform -------------------------------------------------------------
+
+@njit(cache=True)
+def _half_bits(value):
+    """Round-to-nearest-even float64 -> IEEE binary16 bits (as NumPy's astype)."""
+    d = np.float64(value).view(np.uint64)
+    sign = np.uint16((d & np.uint64(0x8000000000000000)) >> np.uint64(48))
+    exponent = d & np.uint64(0x7ff0000000000000)
+    if exponent >= np.uint64(0x40f0000000000000):
+        if exponent == np.uint64(0x7ff0000000000000):
+            significand = d & np.uint64(0x000fffffffffffff)
+            if significand != 0:
+                nan = np.uint16(0x7c00 + (significand >> np.uint64(42)))
+                if nan == 0x7c00:
+                    nan += np.uint16(1)
+                return np.uint16(sign + nan)
+        return np.uint16(sign + np.uint16(0x7c00))
+    if exponent <= np.uint64(0x3f00000000000000):
+        if exponent < np.uint64(0x3e60000000000000):
+            return sign
+        shift = (exponent >> np.uint64(52)) - np.uint64(998)
+        significand = np.uint64(0x0010000000000000) + (d & np.uint64(0x000fffffffffffff))
+        significand <<= shift
+        if (significand & np.uint64(0x003fffffffffffff)) != np.uint64(0x0010000000000000):
+            significand += np.uint64(0x0010000000000000)
+        return np.uint16(sign + np.uint16(significand >> np.uint64(53)))
+    half_exponent = np.uint16((exponent - np.uint64(0x3f00000000000000)) >> np.uint64(42))
+    significand = d & np.uint64(0x000fffffffffffff)
+    if (significand & np.uint64(0x000007ffffffffff)) != np.uint64(0x0000020000000000):
+        significand += np.uint64(0x0000020000000000)
+    return np.uint16(sign + np.uint16(np.uint16(significand >> np.uint64(42)) + half_exponent))
+
+
+def _store(out, i, value):
+    """out[i] = value, rounded to out's type; float16 outputs arrive as their uint16 bits."""
+
+
+@overload(_store)
+def _store_overload(out, i, value):
+    if isinstance(out.dtype, types.Integer):
+        def store_half(out, i, value):
+            out[i] = _half_bits(value)
+        return store_half
+
+    def store(out, i, value):
+        out[i] = value
+    return store
+
+
+@njit(cache=True, parallel=True)
+def _affine(x, x0, mean, inv, extent, xs, ss, out, o0, os, threads):
+    nd = extent.size
+    run = extent[nd - 1]
+    total = 1
+    for e in extent:
+        total *= e
+    outer_ext, outer_xs, outer_ss, outer_os = extent[:-1], xs[:-1], ss[:-1], os[:-1]
+    rx, rs, ro = xs[nd - 1], ss[nd - 1], os[nd - 1]
+    for t in prange(threads):
+        lo, hi = _split(total, threads, t)
+        if lo >= hi:
+            continue
+        index = np.zeros(nd - 1, np.int64)
+        _seek(outer_ext, outer_xs, index, lo // run)
+        col = lo % run
+        while lo < hi:
+            length = min(run - col, hi - lo)
+            px, ps, po = x0 + col * rx, col * rs, o0 + col * ro
+            for i in range(nd - 1):
+                px += index[i] * outer_xs[i]
+                ps += index[i] * outer_ss[i]
+                po += index[i] * outer_os[i]
+            if rx == 1 and rs == 1 and ro == 1:
+                for i in range(length):
+                    _store(out, po + i, (x[px + i] - mean[ps + i]) * inv[ps + i])
+            elif rs == 0:
+                m, s = mean[ps], inv[ps]
+                for i in range(length):
+                    _store(out, po + i * ro, (x[px + i * rx] - m) * s)
+            else:
+                for i in range(length):
+                    _store(out, po + i * ro, (x[px + i * rx] - mean[ps + i * rs]) * inv[ps + i * rs])
+            lo += length
+            col = 0
+            _next(outer_ext, outer_xs, index, 0)
+
+
+def _affine_kernel(x, x_offset, mean, inv, extent, x_strides, stats_strides, out, out_offset,
+                   out_strides):
+    """The kernel interface of zmfast._plan.affine, as the extension's ``_core.affine``."""
+    flat_x, x_origin = _flat(x)
+    target = out.view(np.uint16) if out.dtype == np.float16 else out
+    flat_out, out_origin = _flat(target)
+    flat_mean, mean_origin = _flat(mean)
+    flat_inv, _ = _flat(inv)
+    total = math.prod(extent)
+    _affine(flat_x, x_origin + x_offset // x.itemsize, flat_mean[mean_origin:],
+            flat_inv[mean_origin:], np.array(extent, np.int64), _elements(x_strides, x.itemsize),
+            _elements(stats_strides, 8), flat_out, out_origin + out_offset // out.itemsize,
+            _elements(out_strides, out.itemsize), _threads_for(total))
+
+
+def moments(x, axes, want_m2=True):
+    return _plan.moments(x, axes, want_m2, _reduce)
+
+
+def affine(x, mean, std, out, channels_first):
+    _plan.affine(x, mean, std, out, channels_first, _affine_kernel)
