@@ -72,6 +72,8 @@ void run_affine(const char* x, const double* mean, const double* inv, char* out,
     case 'f': return zm::affine<T, float>(x, mean, inv, out, space, threads);
     case 'd': return zm::affine<T, double>(x, mean, inv, out, space, threads);
     case 'e': return zm::affine<T, zm::Half>(x, mean, inv, out, space, threads);
+    case 'B': return zm::affine<T, uint8_t>(x, mean, inv, out, space, threads);
+    case 'H': return zm::affine<T, uint16_t>(x, mean, inv, out, space, threads);
   }
 }
 
@@ -83,8 +85,7 @@ void affine(const py::array& x, int64_t x_offset, const py::array& mean, const p
   if (mean.dtype().char_() != 'd' ||
       inv.dtype().char_() != 'd')
     throw py::type_error("affine: statistics must be float64");
-  if (out_type != 'f' && out_type != 'd' &&
-      out_type != 'e')
+  if (out_type != 'f' && out_type != 'd' && out_type != 'e' && out_type != 'B' && out_type != 'H')
     throw py::type_error("affine: unsupported output dtype");
   const char* xp = static_cast<const char*>(x.data()) + x_offset;
   const double* mp = static_cast<const double*>(mean.data());

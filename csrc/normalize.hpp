@@ -1,4 +1,5 @@
-// Fused elementwise transform out = (x - mean) * inv, from the input type into float.
+// Fused elementwise transform out = (x - mean) * inv, from the input type into float (or,
+// for the inverse transform, back into a rounded and clamped integer type).
 //
 // The space's arrays: 0 = x, 1 = the statistics (mean and inv share strides), 2 = out, all
 // byte strides. The innermost dim is the run every loop below works on: contiguous runs
@@ -9,6 +10,8 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
+#include <type_traits>
 
 #include "common.hpp"
 
@@ -52,7 +55,24 @@ inline uint16_t double_to_half_bits(double value) {
   return uint16_t(sign + uint16_t(uint16_t(significand >> 42) + half_exponent));
 }
 
-template <class O> inline O from_double(double v) { return O(v); }
+// Round half to even and clamp into an integer type's range (NaN gives the lowest value);
+// adding and subtracting 1.5 * 2^52 rounds in the FPU's default mode without a libm call.
+template <class I> inline I round_clamp(double v) {
+  constexpr double lo = double(std::numeric_limits<I>::lowest());
+  constexpr double hi = double(std::numeric_limits<I>::max());
+  v = v > lo ? v : lo;
+  v = v < hi ? v : hi;
+  constexpr double magic = 6755399441055744.0;
+  return I(int64_t((v + magic) - magic));
+}
+
+template <class O> inline O from_double(double v) {
+  if constexpr (std::is_integral<O>::value) {
+    return round_clamp<O>(v);
+  } else {
+    return O(v);
+  }
+}
 template <> inline Half from_double<Half>(double v) { return Half{double_to_half_bits(v)}; }
 
 // One run of n elements.

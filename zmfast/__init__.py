@@ -9,9 +9,9 @@ __version__ = "0.1.0"
 
 from zmfast._config import (get_backend, get_num_threads, set_backend, set_num_threads,
                             show_config, use_backend)
-from zmfast._normalize import center, standardize
+from zmfast._normalize import center, destandardize, standardize
 from zmfast._stats import Moments, mean, moments, std, var
 
-__all__ = ["Moments", "center", "get_backend", "get_num_threads", "mean", "moments",
+__all__ = ["Moments", "center", "destandardize", "get_backend", "get_num_threads", "mean", "moments",
            "set_backend", "set_num_threads", "show_config", "standardize", "std",
            "use_backend", "var", "__version__"]

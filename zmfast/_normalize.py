@@ -5,6 +5,9 @@ import numpy as np
 from zmfast import _config
 from zmfast._validate import check_out, is_fast, output_dtype, require_real_numeric
 
+INVERSE_DTYPES = frozenset(np.dtype(t) for t in (np.uint8, np.uint16, np.float16, np.float32,
+                                                  np.float64))
+
 
 def _stats_array(value, name):
     array = np.asarray(value)
@@ -13,10 +16,9 @@ def _stats_array(value, name):
     return array.astype(np.float64, copy=False)
 
 
-def _transform(x, mean, std, out, dtype, channels_first):
-    x = np.asarray(x)
-    require_real_numeric(x, "x")
-    dtype = output_dtype(dtype)
+def check_stats(x_shape, mean, std):
+    """Validate statistics against an input of (channels-last) shape ``x_shape``; return
+    them as float64 arrays. Raises before anything is written."""
     mean = _stats_array(mean, "mean")
     std = _stats_array(std, "std")
     try:
@@ -25,27 +27,39 @@ def _transform(x, mean, std, out, dtype, channels_first):
         raise ValueError(f"mean of shape {mean.shape} and std of shape {std.shape} do not "
                          "broadcast together") from None
     try:
-        broadcast = np.broadcast_shapes(stats_shape, x.shape)
+        broadcast = np.broadcast_shapes(stats_shape, x_shape)
     except ValueError:
         broadcast = None
-    if broadcast != x.shape:
+    if broadcast != tuple(x_shape):
         raise ValueError(f"statistics of shape {stats_shape} do not broadcast against the "
-                         f"trailing axes of x of shape {x.shape}")
+                         f"trailing axes of x of shape {tuple(x_shape)}")
     if not np.all(np.isfinite(mean)):
         raise ValueError("mean must be finite (it has a NaN or infinite entry)")
     if not np.all(np.isfinite(std) & (std > 0)):
         raise ValueError("std must be finite and > 0 (it has a zero, negative, NaN or "
                          "infinite entry)")
-    if channels_first:
-        if x.ndim < 3:
-            raise ValueError(f"channels_first needs x with at least 3 dimensions (..., H, W, C), "
-                             f"got shape {x.shape}")
-        shape = x.shape[:-3] + (x.shape[-1],) + x.shape[-3:-1]
-    else:
-        shape = x.shape
+    return mean, std
+
+
+def _layout_shapes(shape, layout):
+    """(channels-last shape of the input, output shape) for a layout."""
+    if layout != "same" and len(shape) < 3:
+        raise ValueError(f"channels_first needs an input with at least 3 dimensions, got "
+                         f"shape {shape}")
+    if layout == "channels_first":  # (..., H, W, C) -> (..., C, H, W)
+        return shape, shape[:-3] + (shape[-1],) + shape[-3:-1]
+    if layout == "channels_last":  # (..., C, H, W) -> (..., H, W, C)
+        last = shape[:-3] + shape[-2:] + (shape[-3],)
+        return last, last
+    return shape, shape
+
+
+def run_affine(x, mean, std, out, dtype, layout):
+    """Fill (or allocate) the output of ``(x - mean) / std`` in ``layout``; the arguments
+    are already validated except ``out``."""
+    _, shape = _layout_shapes(x.shape, layout)
     if out is not None:
         check_out(out, shape, dtype)
-
     # The kernels write a C-contiguous destination that does not overlap x; anything else
     # goes through a temporary.
     direct = (out is not None and out.flags.c_contiguous
@@ -54,12 +68,22 @@ def _transform(x, mean, std, out, dtype, channels_first):
     backend = _config.backend()
     if not is_fast(x) or x.size == 0:
         backend = _config._load("numpy")
-    backend.affine(x, mean, std, target, bool(channels_first))
+    backend.affine(x, mean, std, target, layout)
     if out is None:
         return target
     if not direct:
         out[...] = target
     return out
+
+
+def _transform(x, mean, std, out, dtype, channels_first):
+    x = np.asarray(x)
+    require_real_numeric(x, "x")
+    dtype = output_dtype(dtype)
+    layout = "channels_first" if channels_first else "same"
+    last_shape, _ = _layout_shapes(x.shape, layout)
+    mean, std = check_stats(last_shape, mean, std)
+    return run_affine(x, mean, std, out, dtype, layout)
 
 
 def standardize(x, mean, std, *, out=None, dtype=np.float32, channels_first=False):
@@ -96,3 +120,30 @@ def center(x, mean, *, out=None, dtype=np.float32, channels_first=False):
            [ 1.,  1.]], dtype=float32)
     """
     return _transform(x, mean, 1.0, out, dtype, channels_first)
+
+
+def destandardize(y, mean, std, *, out=None, channels_first=False, dtype=np.uint8):
+    """Return ``y * std + mean`` rounded (half to even) and clamped to ``dtype``: the inverse
+    of :func:`standardize`, to look at a normalised batch. One fused pass.
+
+    ``channels_first=True`` takes ``y`` as ``(..., C, H, W)`` and moves channels back to last.
+    ``mean``/``std`` are the ones given to :func:`standardize` (they broadcast against the
+    channels-last shape). ``dtype``: uint8 (default), uint16, float16, float32 or float64
+    (floats are not rounded). NaN becomes 0.
+
+    >>> import numpy as np, zmfast as zm
+    >>> x = np.arange(24, dtype=np.uint8).reshape(1, 2, 4, 3)
+    >>> y = zm.standardize(x, [1, 2, 3], [4, 5, 6], channels_first=True)
+    >>> bool(np.array_equal(zm.destandardize(y, [1, 2, 3], [4, 5, 6], channels_first=True), x))
+    True
+    """
+    y = np.asarray(y)
+    require_real_numeric(y, "y")
+    dtype = np.dtype(dtype)
+    if dtype not in INVERSE_DTYPES:
+        raise TypeError(f"dtype must be uint8, uint16, float16, float32 or float64, got {dtype}")
+    layout = "channels_last" if channels_first else "same"
+    last_shape, _ = _layout_shapes(y.shape, layout)
+    mean, std = check_stats(last_shape, mean, std)
+    # y * std + mean == (y - (-mean / std)) / (1 / std): the same kernel as standardize.
+    return run_affine(y, -mean / std, 1.0 / std, out, dtype, layout)

@@ -153,19 +153,26 @@ def _fold_lanes(mean, m2, outer_size, group, lanes_per_row, count_per_lane):
     return count_per_lane * group, folded_mean.reshape(-1), folded_m2
 
 
-def affine(x, mean, std, out, channels_first, kernel):
+def channels_last_view(x, layout):
+    """``x`` seen channels-last: the layout in which the statistics broadcast."""
+    return np.moveaxis(x, -3, -1) if layout == "channels_last" else x
+
+
+def affine(x, mean, std, out, layout, kernel):
     """Run ``kernel`` on the canonical form of ``out = (x - mean) / std``.
 
-    ``kernel(x, x_offset, mean, inv, shape, x_strides, stats_strides, out, out_offset,
-    out_strides)`` computes ``out = (x - mean) * inv`` elementwise; ``mean`` and ``inv`` share
-    ``stats_strides``. ``out`` is C-contiguous in the output's shape.
+    ``layout`` is ``"same"``, ``"channels_first"`` (the last axis of ``x`` goes to -3 of
+    ``out``) or ``"channels_last"`` (axis -3 of ``x`` goes last); the statistics broadcast
+    against the channels-last layout. ``kernel(x, x_offset, mean, inv, shape, x_strides,
+    stats_strides, out, out_offset, out_strides)`` computes ``out = (x - mean) * inv``
+    elementwise; ``mean`` and ``inv`` share ``stats_strides``. ``out`` is C-contiguous.
     """
     mean, std = np.broadcast_arrays(mean, std)
     mean = np.ascontiguousarray(mean, dtype=np.float64)
     inv = np.ascontiguousarray(1.0 / std, dtype=np.float64)
-    x_view = x
-    stats_view = np.broadcast_to(mean, x.shape)
-    if channels_first:
+    x_view = channels_last_view(x, layout)
+    stats_view = np.broadcast_to(mean, x_view.shape)
+    if layout == "channels_first":
         x_view = np.moveaxis(x_view, -1, -3)
         stats_view = np.moveaxis(stats_view, -1, -3)
     dims = _merge_adjacent(

@@ -6,10 +6,12 @@ Every backend module provides the same small interface:
     ``x`` is an aligned, native-endian ndarray of a supported dtype whose reduction over
     ``axes`` (a sorted tuple of distinct non-negative ints) is non-empty. Returns float64
     arrays of the kept shape (``m2`` is None when ``want_m2`` is false).
-``affine(x, mean, std, out, channels_first)``
-    Writes ``(x - mean) / std`` into ``out``. ``mean`` and ``std`` are float64 arrays of
-    one shape that broadcasts against ``x``; ``std`` is finite and positive; ``out`` is a
-    C-contiguous array of the output shape that does not overlap ``x``.
+``affine(x, mean, std, out, layout)``
+    Writes ``(x - mean) / std`` into ``out`` (rounded half to even and clamped for integer
+    outputs). ``layout`` is ``"same"``, ``"channels_first"`` (last axis of ``x`` to -3) or
+    ``"channels_last"`` (axis -3 of ``x`` to last). ``mean`` and ``std`` are float64 arrays
+    of one shape that broadcasts against ``x`` seen channels-last; ``std`` is finite and
+    non-zero; ``out`` is a C-contiguous array of the output shape that does not overlap ``x``.
 ``set_num_threads(n)``
     Number of threads for later calls.
 """

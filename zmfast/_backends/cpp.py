@@ -9,8 +9,8 @@ def moments(x, axes, want_m2=True):
     return _plan.moments(x, axes, want_m2, _core.moments)
 
 
-def affine(x, mean, std, out, channels_first):
-    _plan.affine(x, mean, std, out, channels_first, _core.affine)
+def affine(x, mean, std, out, layout):
+    _plan.affine(x, mean, std, out, layout, _core.affine)
 
 
 def set_num_threads(n):

@@ -11,8 +11,7 @@ import math
 
 import numba
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import overload
+from numba import njit, prange
 
 from zmfast import _plan
 
@@ -23,9 +22,10 @@ VIRTUAL_LANES = 32  # independent partial sums of a row reduction, so the loop v
 FLOAT_BLOCK = 4096  # values per float block: bounds the rounding of shifted sums
 MIN_ELEMENTS_PER_THREAD = 1 << 16
 
-# Longest integer block with n * S2 < 2**63, that is n**2 * max(x**2) < 2**63.
-INT_BLOCK = {np.dtype(np.uint8): 1 << 23, np.dtype(np.int8): 1 << 23,
-             np.dtype(np.uint16): 1 << 15, np.dtype(np.int16): 1 << 16}
+# Integer accumulators: 8-bit values in 32-bit lanes for blocks of 2**16 (S2 < 2**32), 16-bit
+# values in 64-bit lanes for blocks short enough that n * S2 < 2**63.
+INT_ACCUMULATOR = {np.dtype(np.uint8): (np.uint32, 1 << 16), np.dtype(np.int8): (np.int32, 1 << 16),
+                   np.dtype(np.uint16): (np.int64, 1 << 15), np.dtype(np.int16): (np.int64, 1 << 16)}
 
 _num_threads = 1
 
@@ -104,7 +104,8 @@ def _chan(count_a, mean_a, m2_a, count_b, mean_b, m2_b):
 def _block_moments(n, s1, s2, shift, exact):
     """Mean and M2 of a block of n values from its (shifted) sums."""
     if exact:
-        return s1 / n, float(n * s2 - s1 * s1) / n
+        total, squares = np.int64(s1), np.int64(s2)
+        return total / n, float(n * squares - total * total) / n
     mean = shift + s1 / n
     m2 = s2 - s1 * (s1 / n)
     return mean, (0.0 if m2 < 0 else m2)
@@ -118,6 +119,27 @@ def _shift_of(value, exact):
 
 
 # --- column reduction: rows x lanes into per-lane running moments -----------------------
+
+@njit(cache=True)
+def _add_row(values, s1, s2, shift, want_m2, acc_type, exact):
+    if exact:  # integers: unshifted, in the narrow accumulator type
+        if want_m2:
+            for k in range(values.size):
+                v = acc_type(values[k])
+                s1[k] += v
+                s2[k] += v * v
+        else:
+            for k in range(values.size):
+                s1[k] += acc_type(values[k])
+    elif want_m2:
+        for k in range(values.size):
+            d = acc_type(values[k]) - shift[k]
+            s1[k] += d
+            s2[k] += d * d
+    else:
+        for k in range(values.size):
+            s1[k] += acc_type(values[k]) - shift[k]
+
 
 @njit(cache=True)
 def _column(x, base, row_ext, row_str, r0, r1, lane_stride, lanes, mean, m2, want_m2,
@@ -140,14 +162,13 @@ def _column(x, base, row_ext, row_str, r0, r1, lane_stride, lanes, mean, m2, wan
                 shift[k] = _shift_of(x[first + k * lane_stride], exact)
             for _ in range(bn):
                 p = base + offset + k0 * lane_stride
-                if want_m2:
+                if lane_stride == 1:  # a slice lets LLVM drop index checks and vectorise
+                    _add_row(x[p:p + kn], s1, s2, shift, want_m2, acc_type, exact)
+                else:
                     for k in range(kn):
                         d = acc_type(x[p + k * lane_stride]) - shift[k]
                         s1[k] += d
                         s2[k] += d * d
-                else:
-                    for k in range(kn):
-                        s1[k] += acc_type(x[p + k * lane_stride]) - shift[k]
                 offset = _next(row_ext, row_str, index, offset)
             for k in range(kn):
                 bm, bm2 = _block_moments(bn, s1[k], s2[k], shift[k], exact)
@@ -212,6 +233,24 @@ def _merge_chunks(partial_mean, partial_m2, count, out_base, lane_out_stride, me
 # --- row reduction: each output reduces runs along the innermost reduced dim -------------
 
 @njit(cache=True)
+def _add_runs(values, s1, s2, shift, acc_type, exact):
+    """Add a contiguous run, whose length is a multiple of the lanes, lane by lane."""
+    rows = values.reshape(-1, VIRTUAL_LANES)
+    if exact:
+        for r in range(rows.shape[0]):
+            for j in range(VIRTUAL_LANES):
+                v = acc_type(rows[r, j])
+                s1[j] += v
+                s2[j] += v * v
+    else:
+        for r in range(rows.shape[0]):
+            for j in range(VIRTUAL_LANES):
+                d = acc_type(rows[r, j]) - shift
+                s1[j] += d
+                s2[j] += d * d
+
+
+@njit(cache=True)
 def _row(x, base, outer_ext, outer_str, run, run_stride, lo, hi, want_m2, acc_type, block,
          exact):
     """Moments of flat reduced indices [lo, hi); returns (count, mean, m2)."""
@@ -235,12 +274,15 @@ def _row(x, base, outer_ext, outer_str, run, run_stride, lo, hi, want_m2, acc_ty
                 shift = acc_type(_shift_of(x[p + i * run_stride], exact))
             piece = min(length - i, limit - in_block)
             whole = piece - piece % VIRTUAL_LANES
-            for v0 in range(0, whole, VIRTUAL_LANES):
-                q = p + (i + v0) * run_stride
-                for j in range(VIRTUAL_LANES):
-                    d = acc_type(x[q + j * run_stride]) - shift
-                    s1[j] += d
-                    s2[j] += d * d
+            if run_stride == 1:
+                _add_runs(x[p + i:p + i + whole], s1, s2, shift, acc_type, exact)
+            else:
+                for v0 in range(0, whole, VIRTUAL_LANES):
+                    q = p + (i + v0) * run_stride
+                    for j in range(VIRTUAL_LANES):
+                        d = acc_type(x[q + j * run_stride]) - shift
+                        s1[j] += d
+                        s2[j] += d * d
             for v in range(whole, piece):
                 d = acc_type(x[p + (i + v) * run_stride]) - shift
                 s1[v - whole] += d
@@ -313,8 +355,7 @@ def _reduce(x, offset, kept_extent, kept_strides, out_strides, red_extent, red_s
     want_m2 = m2_out is not None
     m2_out = m2_out if want_m2 else np.empty_like(mean_out)
     exact = x.dtype.kind in "iu"
-    acc_type = np.int64 if exact else np.float64
-    block = INT_BLOCK[x.dtype] if exact else FLOAT_BLOCK
+    acc_type, block = INT_ACCUMULATOR[x.dtype] if exact else (np.float64, FLOAT_BLOCK)
     kept_ext = np.array(kept_extent, np.int64)
     kept_str = _elements(kept_strides, isz)
     kept_out = np.array(out_strides, np.int64)
@@ -396,24 +437,47 @@ def _half_bits(value):
     return np.uint16(sign + np.uint16(np.uint16(significand >> np.uint64(42)) + half_exponent))
 
 
-def _store(out, i, value):
-    """out[i] = value, rounded to out's type; float16 outputs arrive as their uint16 bits."""
+@njit(cache=True)
+def _to_float(value):
+    return value
 
 
-@overload(_store)
-def _store_overload(out, i, value):
-    if isinstance(out.dtype, types.Integer):
-        def store_half(out, i, value):
-            out[i] = _half_bits(value)
-        return store_half
+@njit(cache=True)
+def _clamp(value, high):
+    value = value if value > 0.0 else 0.0  # NaN becomes 0, as in the C++ kernels
+    return np.rint(value if value < high else high)
 
-    def store(out, i, value):
-        out[i] = value
-    return store
+
+@njit(cache=True)
+def _round_clamp_u8(value):
+    return np.uint8(_clamp(value, 255.0))
+
+
+@njit(cache=True)
+def _round_clamp_u16(value):
+    return np.uint16(_clamp(value, 65535.0))
+
+
+# How each output dtype is written; float16 outputs are written as their uint16 bits.
+_CONVERTERS = {np.dtype(np.float32): _to_float, np.dtype(np.float64): _to_float,
+               np.dtype(np.float16): _half_bits, np.dtype(np.uint8): _round_clamp_u8,
+               np.dtype(np.uint16): _round_clamp_u16}
+
+
+@njit(cache=True)
+def _affine_run(x, mean, inv, out, convert):
+    for i in range(x.size):
+        out[i] = convert((x[i] - mean[i]) * inv[i])
+
+
+@njit(cache=True)
+def _affine_run_constant(x, mean, inv, out, convert):
+    for i in range(x.size):
+        out[i] = convert((x[i] - mean) * inv)
 
 
 @njit(cache=True, parallel=True)
-def _affine(x, x0, mean, inv, extent, xs, ss, out, o0, os, threads):
+def _affine(x, x0, mean, inv, extent, xs, ss, out, o0, os, convert, threads):
     nd = extent.size
     run = extent[nd - 1]
     total = 1
@@ -435,16 +499,26 @@ def _affine(x, x0, mean, inv, extent, xs, ss, out, o0, os, threads):
                 px += index[i] * outer_xs[i]
                 ps += index[i] * outer_ss[i]
                 po += index[i] * outer_os[i]
-            if rx == 1 and rs == 1 and ro == 1:
-                for i in range(length):
-                    _store(out, po + i, (x[px + i] - mean[ps + i]) * inv[ps + i])
-            elif rs == 0:
-                m, s = mean[ps], inv[ps]
-                for i in range(length):
-                    _store(out, po + i * ro, (x[px + i * rx] - m) * s)
+            if rx == 1 and ro == 1 and rs <= 1:  # contiguous: plain slices, C layout
+                if rs == 0:
+                    _affine_run_constant(x[px:px + length], mean[ps], inv[ps],
+                                         out[po:po + length], convert)
+                else:
+                    _affine_run(x[px:px + length], mean[ps:ps + length], inv[ps:ps + length],
+                                out[po:po + length], convert)
+            elif rx > 0 and rs >= 0 and ro > 0:
+                # Slices (strided where need be) let LLVM drop index checks and vectorise.
+                xv = x[px:px + (length - 1) * rx + 1:rx]
+                ov = out[po:po + (length - 1) * ro + 1:ro]
+                if rs == 0:
+                    _affine_run_constant(xv, mean[ps], inv[ps], ov, convert)
+                else:
+                    end = ps + (length - 1) * rs + 1
+                    _affine_run(xv, mean[ps:end:rs], inv[ps:end:rs], ov, convert)
             else:
                 for i in range(length):
-                    _store(out, po + i * ro, (x[px + i * rx] - mean[ps + i * rs]) * inv[ps + i * rs])
+                    out[po + i * ro] = convert((x[px + i * rx] - mean[ps + i * rs])
+                                               * inv[ps + i * rs])
             lo += length
             col = 0
             _next(outer_ext, outer_xs, index, 0)
@@ -462,12 +536,12 @@ def _affine_kernel(x, x_offset, mean, inv, extent, x_strides, stats_strides, out
     _affine(flat_x, x_origin + x_offset // x.itemsize, flat_mean[mean_origin:],
             flat_inv[mean_origin:], np.array(extent, np.int64), _elements(x_strides, x.itemsize),
             _elements(stats_strides, 8), flat_out, out_origin + out_offset // out.itemsize,
-            _elements(out_strides, out.itemsize), _threads_for(total))
+            _elements(out_strides, out.itemsize), _CONVERTERS[out.dtype], _threads_for(total))
 
 
 def moments(x, axes, want_m2=True):
     return _plan.moments(x, axes, want_m2, _reduce)
 
 
-def affine(x, mean, std, out, channels_first):
-    _plan.affine(x, mean, std, out, channels_first, _affine_kernel)
+def affine(x, mean, std, out, layout):
+    _plan.affine(x, mean, std, out, layout, _affine_kernel)

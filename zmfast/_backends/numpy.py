@@ -6,6 +6,8 @@ float64 temporaries the size of the input.
 
 import numpy as np
 
+from zmfast import _plan
+
 name = "numpy"
 
 
@@ -18,10 +20,13 @@ def moments(x, axes, want_m2=True):
     return np.squeeze(mean, axis=axes), m2
 
 
-def affine(x, mean, std, out, channels_first):
-    result = (x.astype(np.float64) - mean) / std
-    if channels_first:
+def affine(x, mean, std, out, layout):
+    result = (_plan.channels_last_view(x, layout).astype(np.float64) - mean) / std
+    if layout == "channels_first":
         result = np.moveaxis(result, -1, -3)
+    if out.dtype.kind in "iu":
+        info = np.iinfo(out.dtype)
+        result = np.clip(np.rint(np.nan_to_num(result, nan=info.min)), info.min, info.max)
     out[...] = result
 
 
