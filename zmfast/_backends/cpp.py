@@ -1,6 +1,7 @@
 """The C++ backend: the extension's kernels on the canonical plans of zmfast._plan."""
 
-from zmfast import _core, _plan
+import zmfast._core as _core
+from zmfast import _plan
 
 name = "cpp"
 

@@ -35,8 +35,12 @@ def set_num_threads(n):
     _num_threads = max(1, min(n, numba.config.NUMBA_NUM_THREADS))
 
 
-def _threads_for(elements):
-    return int(max(1, min(_num_threads, elements // MIN_ELEMENTS_PER_THREAD)))
+def _use_threads(elements):
+    """Threads for a kernel over ``elements``: one below the size where threads pay. Numba's
+    thread count is per calling thread, so it is set here, just before the kernel runs."""
+    threads = int(max(1, min(_num_threads, elements // MIN_ELEMENTS_PER_THREAD)))
+    numba.set_num_threads(threads)
+    return threads
 
 
 def _flat(a):
@@ -363,7 +367,7 @@ def _reduce(x, offset, kept_extent, kept_strides, out_strides, red_extent, red_s
     red_str = _elements(red_strides, isz)
     outputs = math.prod(kept_extent)
     count = math.prod(red_extent)
-    threads = _threads_for(outputs * count)
+    threads = _use_threads(outputs * count)
 
     lane = int(np.argmin(np.abs(kept_str))) if kept_ext.size else -1
     if lane >= 0 and abs(kept_str[lane]) < abs(red_str[-1]):  # column shape
@@ -536,7 +540,7 @@ def _affine_kernel(x, x_offset, mean, inv, extent, x_strides, stats_strides, out
     _affine(flat_x, x_origin + x_offset // x.itemsize, flat_mean[mean_origin:],
             flat_inv[mean_origin:], np.array(extent, np.int64), _elements(x_strides, x.itemsize),
             _elements(stats_strides, 8), flat_out, out_origin + out_offset // out.itemsize,
-            _elements(out_strides, out.itemsize), _CONVERTERS[out.dtype], _threads_for(total))
+            _elements(out_strides, out.itemsize), _CONVERTERS[out.dtype], _use_threads(total))
 
 
 def moments(x, axes, want_m2=True):

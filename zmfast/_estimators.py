@@ -1,0 +1,521 @@
+"""scikit-learn-style estimators and streaming statistics on top of the fused kernels."""
+
+import json
+import math
+import warnings
+
+import numpy as np
+
+from zmfast._normalize import check_stats, destandardize, run_affine, standardize
+from zmfast._stats import Moments, moments
+from zmfast._validate import normalize_axes, output_dtype, require_real_numeric
+
+
+class _Estimator:
+    """get_params/set_params as scikit-learn's BaseEstimator, so ``sklearn.base.clone`` works:
+    the constructor stores its arguments unchanged under their own names."""
+
+    _param_names = ()
+
+    def get_params(self, deep=True):
+        """The constructor's arguments, as scikit-learn's ``get_params``."""
+        return {name: getattr(self, name) for name in self._param_names}
+
+    def set_params(self, **params):
+        """Set constructor arguments, as scikit-learn's ``set_params``; returns self."""
+        for name, value in params.items():
+            if name not in self._param_names:
+                raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}; "
+                                 f"valid ones are {self._param_names}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def _check_fitted(self):
+        if getattr(self, "_fitted_ndim", None) is None:
+            raise _not_fitted_error()(f"this {type(self).__name__} is not fitted yet; call fit "
+                                      "or partial_fit first")
+
+    def _axes_for(self, x):
+        """Reduced axes of ``x``; later batches must keep the fitted statistics' shape."""
+        axes = normalize_axes(self.axis, x.ndim)
+        kept = tuple(n for ax, n in enumerate(x.shape) if ax not in axes)
+        fitted = getattr(self, "_fitted_kept", None)
+        if fitted is not None and (kept != fitted or x.ndim != self._fitted_ndim):
+            raise ValueError(f"x of shape {x.shape} gives statistics of shape {kept}, but this "
+                             f"{type(self).__name__} was fitted with shape {fitted}")
+        return axes, kept
+
+    def _stats_shape(self):
+        """The statistics reshaped with the reduced axes kept as 1, for broadcasting."""
+        axes = normalize_axes(self.axis, self._fitted_ndim)
+        shape = iter(self._fitted_kept)
+        return tuple(1 if ax in axes else next(shape) for ax in range(self._fitted_ndim))
+
+    def _trailing(self, stats):
+        """Statistics shaped to broadcast against the trailing axes of a transformed batch:
+        the leading reduced axes (the batch axis) are dropped."""
+        shape = self._stats_shape()
+        lead = 0
+        while lead < len(shape) and shape[lead] == 1:
+            lead += 1
+        return np.reshape(stats, shape[lead:])
+
+
+def _not_fitted_error():
+    try:
+        from sklearn.exceptions import NotFittedError
+        return NotFittedError
+    except ImportError:
+        return ValueError
+
+
+class StandardScaler(_Estimator):
+    """Standardize image batches with statistics fitted over a training set.
+
+    A fused, image-aware version of :class:`sklearn.preprocessing.StandardScaler`: ``axis``
+    names the reduced axes (0: the per-pixel mean image over the batch; ``(0, 1, 2)``:
+    per-channel statistics of NHWC batches; None: one global mean and std). ``partial_fit``
+    merges exact moments (Chan et al.), so any batching gives the same statistics as ``fit``
+    on the concatenation; ``transform`` is one pass from uint8 to float32 (or float16 or
+    float64, optionally channels-first).
+
+    Attributes after fitting: ``mean_``, ``var_``, ``scale_`` (float64 arrays of the
+    statistics' shape; ``scale_`` is 1 where the variance is 0, as scikit-learn),
+    ``n_samples_seen_`` (samples along axis 0) and ``moments_`` (a :class:`Moments`).
+
+    >>> import numpy as np, zmfast as zm
+    >>> x = np.random.default_rng(0).integers(0, 256, (64, 8, 8, 3), dtype=np.uint8)
+    >>> scaler = zm.StandardScaler(axis=(0, 1, 2))
+    >>> for batch in np.array_split(x, 5):
+    ...     _ = scaler.partial_fit(batch)
+    >>> bool(np.allclose(scaler.mean_, x.mean(axis=(0, 1, 2))))
+    True
+    >>> scaler.transform(x).dtype
+    dtype('float32')
+    """
+
+    _param_names = ("axis", "with_mean", "with_std", "ddof", "dtype", "channels_first")
+
+    def __init__(self, axis=0, *, with_mean=True, with_std=True, ddof=0, dtype=np.float32,
+                 channels_first=False):
+        self.axis = axis
+        self.with_mean = with_mean
+        self.with_std = with_std
+        self.ddof = ddof
+        self.dtype = dtype
+        self.channels_first = channels_first
+
+    def _reset(self):
+        self.moments_ = None
+        self.n_samples_seen_ = 0
+        self._fitted_ndim = None
+        self._fitted_kept = None
+
+    def fit(self, x, y=None):
+        """Compute the statistics of ``x`` (``y`` is ignored, as in scikit-learn)."""
+        self._reset()
+        return self.partial_fit(x)
+
+    def partial_fit(self, x, y=None):
+        """Merge the statistics of the batch ``x`` into the fitted ones."""
+        x = np.asarray(x)
+        require_real_numeric(x, "x")
+        if x.ndim == 0:
+            raise ValueError("x must have at least one dimension (the samples)")
+        if getattr(self, "moments_", None) is None:
+            self._reset()
+        axes, kept = self._axes_for(x)
+        batch = moments(x, axis=axes)
+        self.moments_ = batch if self.moments_ is None else self.moments_.merge(batch)
+        self.n_samples_seen_ += x.shape[0]
+        self._fitted_ndim, self._fitted_kept = x.ndim, kept
+        self.n_features_in_ = x.shape[1] if x.ndim == 2 else None
+        return self
+
+    @property
+    def mean_(self):
+        if self.moments_ is None or not (self.with_mean or self.with_std):
+            return None
+        return self.moments_.mean
+
+    @property
+    def var_(self):
+        if self.moments_ is None or not self.with_std:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return self.moments_.var(self.ddof)
+
+    @property
+    def scale_(self):
+        var = self.var_
+        if var is None:
+            return None
+        scale = np.sqrt(var)
+        return np.where((scale == 0) | ~np.isfinite(scale), 1.0, scale)
+
+    def _mean_and_scale(self):
+        self._check_fitted()
+        mean = self.moments_.mean if self.with_mean else np.zeros_like(self.moments_.mean)
+        scale = self.scale_ if self.with_std else np.ones_like(self.moments_.mean)
+        return self._trailing(mean), self._trailing(scale)
+
+    def transform(self, x, out=None):
+        """Return ``(x - mean_) / scale_`` in one pass (dtype and layout from the scaler)."""
+        mean, scale = self._mean_and_scale()
+        return standardize(x, mean, scale, out=out, dtype=self.dtype,
+                           channels_first=self.channels_first)
+
+    def fit_transform(self, x, y=None):
+        """``fit(x)`` then ``transform(x)``."""
+        return self.fit(x).transform(x)
+
+    def inverse_transform(self, y):
+        """Return ``y * scale_ + mean_`` as float64, in the input's (channels-last) layout."""
+        mean, scale = self._mean_and_scale()
+        return destandardize(y, mean, scale, channels_first=self.channels_first,
+                             dtype=np.float64)
+
+    def merge(self, other):
+        """A new scaler with the statistics of ``self`` and ``other`` (fitted on different
+        shards) combined."""
+        if not isinstance(other, StandardScaler):
+            raise TypeError(f"can only merge a StandardScaler, not {type(other).__name__}")
+        if self.get_params() != other.get_params():
+            raise ValueError("cannot merge scalers with different parameters: "
+                             f"{self.get_params()} and {other.get_params()}")
+        self._check_fitted()
+        other._check_fitted()
+        if (self._fitted_ndim, self._fitted_kept) != (other._fitted_ndim, other._fitted_kept):
+            raise ValueError(f"cannot merge statistics of shapes {self._fitted_kept} and "
+                             f"{other._fitted_kept}")
+        merged = StandardScaler(**self.get_params())
+        merged._reset()
+        merged.moments_ = self.moments_.merge(other.moments_)
+        merged.n_samples_seen_ = self.n_samples_seen_ + other.n_samples_seen_
+        merged._fitted_ndim, merged._fitted_kept = self._fitted_ndim, self._fitted_kept
+        merged.n_features_in_ = self.n_features_in_
+        return merged
+
+    def save(self, path):
+        """Write the fitted moments and parameters to an ``.npz`` file (no pickle), so that a
+        loaded scaler can continue ``partial_fit`` exactly."""
+        self._check_fitted()
+        params = dict(self.get_params(), dtype=np.dtype(self.dtype).name,
+                      axis=_axis_to_json(self.axis))
+        np.savez(path, count=np.int64(self.moments_.count), mean=self.moments_.mean,
+                 m2=self.moments_.m2, n_samples_seen=np.int64(self.n_samples_seen_),
+                 input_ndim=np.int64(self._fitted_ndim),
+                 stats_shape=np.array(self._fitted_kept, dtype=np.int64),
+                 params=np.array(json.dumps(params)))
+
+    @classmethod
+    def load(cls, path):
+        """Read a scaler written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as data:
+            params = json.loads(str(data["params"]))
+            params["axis"] = _axis_from_json(params["axis"])
+            params["dtype"] = np.dtype(params["dtype"])
+            scaler = cls(**params)
+            scaler._reset()
+            scaler.moments_ = Moments(int(data["count"]), data["mean"], data["m2"])
+            scaler.n_samples_seen_ = int(data["n_samples_seen"])
+            scaler._fitted_ndim = int(data["input_ndim"])
+            scaler._fitted_kept = tuple(int(n) for n in data["stats_shape"])
+            scaler.n_features_in_ = (scaler._fitted_kept[0] if scaler._fitted_ndim == 2
+                                     and len(scaler._fitted_kept) == 1 else None)
+        return scaler
+
+    def to_dict(self, max_pixel_value=None):
+        """JSON-ready statistics: ``{"mean": [...], "std": [...], ...}``.
+
+        With ``max_pixel_value=255`` the mean and std are divided by it, giving the 0-1 scale
+        that ``torchvision.transforms.Normalize(mean, std)`` expects after ``ToTensor()``;
+        by default they are in the input's units (0-255 for uint8).
+        """
+        self._check_fitted()
+        divisor = 1.0 if max_pixel_value is None else float(max_pixel_value)
+        std = np.sqrt(self.moments_.var(self.ddof)) if self.moments_.count > self.ddof else None
+        return {"mean": (self.moments_.mean / divisor).tolist(),
+                "std": None if std is None else (std / divisor).tolist(),
+                "count": self.moments_.count, "n_samples_seen": self.n_samples_seen_,
+                "axis": _axis_to_json(self.axis), "ddof": self.ddof,
+                "max_pixel_value": max_pixel_value}
+
+
+def _axis_to_json(axis):
+    return list(axis) if isinstance(axis, tuple) else axis
+
+
+def _axis_from_json(axis):
+    return tuple(axis) if isinstance(axis, list) else axis
+
+
+def iter_batches(x, batch_size):
+    """Yield consecutive slices of ``x`` along axis 0 (views: a memory-mapped array is read
+    batch by batch, in constant memory)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for start in range(0, len(x), batch_size):
+        yield x[start:start + batch_size]
+
+
+def _progress(batches, progress, total=None):
+    if not progress:
+        return batches
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        warnings.warn("progress=True needs tqdm (pip install tqdm); continuing without a bar",
+                      RuntimeWarning, stacklevel=3)
+        return batches
+    return tqdm(batches, total=total, unit="batch")
+
+
+def _batches_of(data, batch_size):
+    """Batches from an array (sliced along axis 0) or any iterable of arrays."""
+    if isinstance(data, np.ndarray):
+        return iter_batches(data, batch_size), math.ceil(len(data) / batch_size)
+    return data, (len(data) if hasattr(data, "__len__") else None)
+
+
+def fit_stream(batches, axis=0, progress=False, *, batch_size=256):
+    """Fit a :class:`StandardScaler` on an iterable of batches (or an array, memory-mapped
+    included, read ``batch_size`` samples at a time) in constant memory.
+
+    >>> import numpy as np, zmfast as zm
+    >>> x = np.random.default_rng(0).integers(0, 256, (100, 4, 4, 3), dtype=np.uint8)
+    >>> scaler = zm.fit_stream(np.array_split(x, 7), axis=(0, 1, 2))
+    >>> bool(np.allclose(scaler.scale_, x.std(axis=(0, 1, 2))))
+    True
+    """
+    scaler = StandardScaler(axis=axis)
+    iterable, total = _batches_of(batches, batch_size)
+    for batch in _progress(iterable, progress, total):
+        scaler.partial_fit(batch)
+    scaler._check_fitted()
+    return scaler
+
+
+def dataset_stats(x_or_batches, axis=(0, 1, 2), std="pooled", *, ddof=0, batch_size=256):
+    """Dataset mean and std (float64 arrays) over ``axis``, for an array or batches.
+
+    Two definitions are in use, and they differ:
+
+    * ``std="pooled"`` (default, correct): the std of all pixels of the dataset together,
+      i.e. ``x.std(axis)``. This is what standardizing by it makes unit-variance.
+    * ``std="mean_of_images"``: the std of each image over its own pixels, averaged over
+      images. It is smaller (it leaves out the spread between image means); some published
+      constants were computed this way (see torchvision issues 1965 and 3657).
+
+    The mean is the same under both.
+
+    >>> import numpy as np, zmfast as zm
+    >>> x = np.random.default_rng(0).integers(0, 256, (10, 4, 4, 3), dtype=np.uint8)
+    >>> mean, pooled = zm.dataset_stats(x)
+    >>> _, per_image = zm.dataset_stats(x, std="mean_of_images")
+    >>> bool(np.all(per_image <= pooled))
+    True
+    """
+    if std not in ("pooled", "mean_of_images"):
+        raise ValueError(f"std must be 'pooled' or 'mean_of_images', got {std!r}")
+    iterable, _ = _batches_of(x_or_batches, batch_size)
+    total, std_sum, images = None, None, 0
+    for batch in iterable:
+        batch = np.asarray(batch)
+        axes = normalize_axes(axis, batch.ndim)
+        if 0 not in axes:
+            raise ValueError(f"axis must include the batch axis 0, got {axis!r}")
+        part = moments(batch, axis=axes)
+        total = part if total is None else total.merge(part)
+        if std == "mean_of_images":
+            per_image = moments(batch, axis=tuple(ax for ax in axes if ax != 0))
+            image_std = per_image.std(ddof).reshape(len(batch), -1).sum(axis=0)
+            std_sum = image_std if std_sum is None else std_sum + image_std
+            images += len(batch)
+    if total is None:
+        raise ValueError("no data: the batches were empty")
+    if std == "pooled":
+        return total.mean, total.std(ddof)
+    return total.mean, (std_sum / images).reshape(total.mean.shape)
+
+
+# --- min-max scaling and normalisation -------------------------------------------------
+
+def _range_transform(x, data_min, data_max, feature_range, out, dtype):
+    """``(x - data_min) / (data_max - data_min) * (high - low) + low`` in one pass, with a
+    constant feature (zero range) mapped to ``low``."""
+    low, high = _check_range(feature_range)
+    data_range = data_max - data_min
+    scale = (high - low) / np.where(data_range == 0, 1.0, data_range)
+    # (x - m) * scale + low == (x - (m - low / scale)) * scale: the standardize kernel.
+    return run_affine(x, data_min - low / scale, 1.0 / scale, out, output_dtype(dtype), "same")
+
+
+def _check_range(feature_range):
+    low, high = (float(v) for v in feature_range)
+    if not low < high:
+        raise ValueError(f"feature_range must be (low, high) with low < high, got "
+                         f"{feature_range!r}")
+    return low, high
+
+
+def _min_max(x, axes):
+    return (np.min(x, axis=axes, keepdims=True).astype(np.float64),
+            np.max(x, axis=axes, keepdims=True).astype(np.float64))
+
+
+def minmax_scale(x, feature_range=(0, 1), axis=None, *, out=None, dtype=np.float32):
+    """Scale ``x`` to ``feature_range`` by its min and max over ``axis``, in one pass.
+
+    Like :func:`sklearn.preprocessing.minmax_scale` (whose default is ``axis=0``); a constant
+    feature maps to the low end. Min and max are exact for integers.
+
+    >>> import numpy as np, zmfast as zm
+    >>> zm.minmax_scale(np.array([[0, 10], [5, 10], [10, 10]], dtype=np.uint8), axis=0)
+    array([[0. , 0. ],
+           [0.5, 0. ],
+           [1. , 0. ]], dtype=float32)
+    """
+    x = np.asarray(x)
+    require_real_numeric(x, "x")
+    _check_range(feature_range)
+    axes = normalize_axes(axis, x.ndim)
+    if x.size == 0:
+        raise ValueError(f"cannot min-max scale an empty array of shape {x.shape}")
+    data_min, data_max = _min_max(x, axes)
+    _check_finite(data_min, data_max)
+    return _range_transform(x, data_min, data_max, feature_range, out, dtype)
+
+
+def _check_finite(data_min, data_max):
+    if not (np.all(np.isfinite(data_min)) and np.all(np.isfinite(data_max))):
+        raise ValueError("x has NaN or infinite values; min-max scaling needs finite data")
+
+
+class MinMaxScaler(_Estimator):
+    """Scale features to ``feature_range`` by the min and max seen in fitting, as
+    :class:`sklearn.preprocessing.MinMaxScaler`, over any ``axis`` of image batches.
+
+    Attributes: ``data_min_``, ``data_max_``, ``data_range_``, ``scale_``, ``min_`` (so that
+    ``transform(x) = x * scale_ + min_``) and ``n_samples_seen_``.
+
+    >>> import numpy as np, zmfast as zm
+    >>> x = np.array([[0, 10], [5, 20], [10, 30]], dtype=np.uint8)
+    >>> zm.MinMaxScaler(axis=0).fit(x).transform(x)
+    array([[0. , 0. ],
+           [0.5, 0.5],
+           [1. , 1. ]], dtype=float32)
+    """
+
+    _param_names = ("axis", "feature_range", "clip", "dtype")
+
+    def __init__(self, axis=0, feature_range=(0, 1), clip=False, dtype=np.float32):
+        self.axis = axis
+        self.feature_range = feature_range
+        self.clip = clip
+        self.dtype = dtype
+
+    def fit(self, x, y=None):
+        """Compute the min and max of ``x``."""
+        self._fitted_ndim = None
+        self._fitted_kept = None
+        self.data_min_ = self.data_max_ = None
+        self.n_samples_seen_ = 0
+        return self.partial_fit(x)
+
+    def partial_fit(self, x, y=None):
+        """Update the min and max with the batch ``x``."""
+        x = np.asarray(x)
+        require_real_numeric(x, "x")
+        _check_range(self.feature_range)
+        if x.ndim == 0 or x.shape[0] == 0:
+            raise ValueError(f"x must hold at least one sample, got shape {x.shape}")
+        if getattr(self, "data_min_", None) is None:
+            self._fitted_ndim = self._fitted_kept = None
+            self.n_samples_seen_ = 0
+        axes, kept = self._axes_for(x)
+        data_min, data_max = (a.reshape(kept) for a in _min_max(x, axes))
+        _check_finite(data_min, data_max)
+        if self.data_min_ is not None:
+            data_min = np.minimum(self.data_min_, data_min)
+            data_max = np.maximum(self.data_max_, data_max)
+        self.data_min_, self.data_max_ = data_min, data_max
+        self.n_samples_seen_ += x.shape[0]
+        self._fitted_ndim, self._fitted_kept = x.ndim, kept
+        self.n_features_in_ = x.shape[1] if x.ndim == 2 else None
+        return self
+
+    @property
+    def data_range_(self):
+        return self.data_max_ - self.data_min_
+
+    @property
+    def scale_(self):
+        low, high = _check_range(self.feature_range)
+        data_range = self.data_range_
+        return (high - low) / np.where(data_range == 0, 1.0, data_range)
+
+    @property
+    def min_(self):
+        return _check_range(self.feature_range)[0] - self.data_min_ * self.scale_
+
+    def transform(self, x, out=None):
+        """Return ``x * scale_ + min_`` in one pass (clipped to the range if ``clip``)."""
+        self._check_fitted()
+        x = np.asarray(x)
+        require_real_numeric(x, "x")
+        data_min = self._trailing(self.data_min_)
+        data_max = self._trailing(self.data_max_)
+        check_stats(x.shape, data_min, np.ones_like(data_min))
+        result = _range_transform(x, data_min, data_max, self.feature_range, out, self.dtype)
+        if self.clip:
+            low, high = _check_range(self.feature_range)
+            np.clip(result, low, high, out=result)
+        return result
+
+    def fit_transform(self, x, y=None):
+        """``fit(x)`` then ``transform(x)``."""
+        return self.fit(x).transform(x)
+
+    def inverse_transform(self, y):
+        """Return ``(y - min_) / scale_`` as float64."""
+        self._check_fitted()
+        scale = self._trailing(self.scale_)
+        return destandardize(y, -self._trailing(self.min_) / scale, 1.0 / scale,
+                             dtype=np.float64)
+
+
+def normalize(x, norm="l2", axis=-1, *, out=None, dtype=np.float32):
+    """Scale vectors along ``axis`` to unit L1, L2 or max norm, as
+    :func:`sklearn.preprocessing.normalize` (rows of 2-D data by default); zero vectors stay
+    zero. One pass for the transform after the norms.
+
+    >>> import numpy as np, zmfast as zm
+    >>> zm.normalize(np.array([[3, 4], [0, 0]], dtype=np.uint8))
+    array([[0.6, 0.8],
+           [0. , 0. ]], dtype=float32)
+    """
+    x = np.asarray(x)
+    require_real_numeric(x, "x")
+    axes = normalize_axes(axis, x.ndim)
+    if norm == "l2":
+        m = moments(x, axis=axes)
+        norms = np.sqrt(m.m2 + m.count * m.mean * m.mean)  # sum of squares, no cancellation
+    elif norm == "l1":
+        norms = (moments(x, axis=axes).mean * math.prod(x.shape[a] for a in axes)
+                 if x.dtype.kind == "u" else np.sum(np.abs(x), axis=axes, dtype=np.float64))
+    elif norm == "max":
+        norms = np.max(np.abs(x), axis=axes).astype(np.float64) if x.size else np.zeros(())
+    else:
+        raise ValueError(f"norm must be 'l1', 'l2' or 'max', got {norm!r}")
+    norms = np.asarray(norms, dtype=np.float64)
+    keep = tuple(1 if ax in axes else n for ax, n in enumerate(x.shape))
+    norms = np.where(norms == 0, 1.0, norms).reshape(keep)
+    if not np.all(np.isfinite(norms)):
+        raise ValueError("x has NaN or infinite values; its norms are not finite")
+    return run_affine(x, np.zeros_like(norms), norms, out, output_dtype(dtype), "same")
