@@ -11,7 +11,8 @@ import math
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from zmfast import _plan
 
@@ -442,46 +443,42 @@ def _half_bits(value):
 
 
 @njit(cache=True)
-def _to_float(value):
-    return value
-
-
-@njit(cache=True)
 def _clamp(value, high):
     value = value if value > 0.0 else 0.0  # NaN becomes 0, as in the C++ kernels
     return np.rint(value if value < high else high)
 
 
-@njit(cache=True)
-def _round_clamp_u8(value):
-    return np.uint8(_clamp(value, 255.0))
+def _convert(value, out):
+    """``value`` rounded to the element type of ``out``."""
+
+
+@overload(_convert)
+def _convert_overload(value, out):
+    # Chosen at compile time from out's element type. float16 outputs arrive as their bits
+    # in an int16 view, since Numba has no float16 arithmetic on the CPU.
+    if out.dtype == types.int16:
+        return lambda value, out: _half_bits(value)
+    if out.dtype == types.uint8:
+        return lambda value, out: np.uint8(_clamp(value, 255.0))
+    if out.dtype == types.uint16:
+        return lambda value, out: np.uint16(_clamp(value, 65535.0))
+    return lambda value, out: value
 
 
 @njit(cache=True)
-def _round_clamp_u16(value):
-    return np.uint16(_clamp(value, 65535.0))
-
-
-# How each output dtype is written; float16 outputs are written as their uint16 bits.
-_CONVERTERS = {np.dtype(np.float32): _to_float, np.dtype(np.float64): _to_float,
-               np.dtype(np.float16): _half_bits, np.dtype(np.uint8): _round_clamp_u8,
-               np.dtype(np.uint16): _round_clamp_u16}
-
-
-@njit(cache=True)
-def _affine_run(x, mean, inv, out, convert):
+def _affine_run(x, mean, inv, out):
     for i in range(x.size):
-        out[i] = convert((x[i] - mean[i]) * inv[i])
+        out[i] = _convert((x[i] - mean[i]) * inv[i], out)
 
 
 @njit(cache=True)
-def _affine_run_constant(x, mean, inv, out, convert):
+def _affine_run_constant(x, mean, inv, out):
     for i in range(x.size):
-        out[i] = convert((x[i] - mean) * inv)
+        out[i] = _convert((x[i] - mean) * inv, out)
 
 
 @njit(cache=True, parallel=True)
-def _affine(x, x0, mean, inv, extent, xs, ss, out, o0, os, convert, threads):
+def _affine(x, x0, mean, inv, extent, xs, ss, out, o0, os, threads):
     nd = extent.size
     run = extent[nd - 1]
     total = 1
@@ -506,23 +503,23 @@ def _affine(x, x0, mean, inv, extent, xs, ss, out, o0, os, convert, threads):
             if rx == 1 and ro == 1 and rs <= 1:  # contiguous: plain slices, C layout
                 if rs == 0:
                     _affine_run_constant(x[px:px + length], mean[ps], inv[ps],
-                                         out[po:po + length], convert)
+                                         out[po:po + length])
                 else:
                     _affine_run(x[px:px + length], mean[ps:ps + length], inv[ps:ps + length],
-                                out[po:po + length], convert)
+                                out[po:po + length])
             elif rx > 0 and rs >= 0 and ro > 0:
                 # Slices (strided where need be) let LLVM drop index checks and vectorise.
                 xv = x[px:px + (length - 1) * rx + 1:rx]
                 ov = out[po:po + (length - 1) * ro + 1:ro]
                 if rs == 0:
-                    _affine_run_constant(xv, mean[ps], inv[ps], ov, convert)
+                    _affine_run_constant(xv, mean[ps], inv[ps], ov)
                 else:
                     end = ps + (length - 1) * rs + 1
-                    _affine_run(xv, mean[ps:end:rs], inv[ps:end:rs], ov, convert)
+                    _affine_run(xv, mean[ps:end:rs], inv[ps:end:rs], ov)
             else:
                 for i in range(length):
-                    out[po + i * ro] = convert((x[px + i * rx] - mean[ps + i * rs])
-                                               * inv[ps + i * rs])
+                    out[po + i * ro] = _convert((x[px + i * rx] - mean[ps + i * rs])
+                                                * inv[ps + i * rs], out)
             lo += length
             col = 0
             _next(outer_ext, outer_xs, index, 0)
@@ -532,7 +529,7 @@ def _affine_kernel(x, x_offset, mean, inv, extent, x_strides, stats_strides, out
                    out_strides):
     """The kernel interface of zmfast._plan.affine, as the extension's ``_core.affine``."""
     flat_x, x_origin = _flat(x)
-    target = out.view(np.uint16) if out.dtype == np.float16 else out
+    target = out.view(np.int16) if out.dtype == np.float16 else out
     flat_out, out_origin = _flat(target)
     flat_mean, mean_origin = _flat(mean)
     flat_inv, _ = _flat(inv)
@@ -540,7 +537,7 @@ def _affine_kernel(x, x_offset, mean, inv, extent, x_strides, stats_strides, out
     _affine(flat_x, x_origin + x_offset // x.itemsize, flat_mean[mean_origin:],
             flat_inv[mean_origin:], np.array(extent, np.int64), _elements(x_strides, x.itemsize),
             _elements(stats_strides, 8), flat_out, out_origin + out_offset // out.itemsize,
-            _elements(out_strides, out.itemsize), _CONVERTERS[out.dtype], _use_threads(total))
+            _elements(out_strides, out.itemsize), _use_threads(total))
 
 
 def moments(x, axes, want_m2=True):
