@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <atomic>
+#include <string>
 #include <stdexcept>
 #include <vector>
 
@@ -111,6 +112,43 @@ PYBIND11_MODULE(_core, m) {
   m.def("moments", &moments, "Moments (mean, M2) of a canonical strided reduction.");
   m.def("affine", &affine, "out = (x - mean) * inv over a canonical strided space.");
   m.def("set_num_threads", [](int n) { g_threads.store(n < 1 ? 1 : n); });
+  m.def("simd_level", []() { return std::string(zm::level_name(zm::current_level())); },
+        "The SIMD level the kernels use now.");
+  m.def("best_simd_level", []() { return std::string(zm::level_name(zm::detect_level())); },
+        "The best SIMD level this CPU supports.");
+  m.def(
+      "set_simd_level",
+      [](const std::string& name) {
+        zm::Level wanted = zm::Level::baseline;
+        if (name == "avx2") wanted = zm::Level::avx2;
+        else if (name == "avx512") wanted = zm::Level::avx512;
+        else if (name != "baseline") throw py::value_error("SIMD level must be baseline, avx2 or avx512");
+        return std::string(zm::level_name(zm::set_level(wanted)));
+      },
+      "Use a SIMD level (capped at the CPU's best); returns the level now in use.");
+  m.def(
+      "floor_read",
+      [](const py::array_t<uint8_t, py::array::c_style>& x) {
+        const uint8_t* p = x.data();
+        const int64_t n = int64_t(x.size());
+        const int threads = g_threads.load();
+        py::gil_scoped_release release;
+        return zm::floor_read(p, n, threads);
+      },
+      "Benchmark floor: the sum of every byte of a C-contiguous uint8 array.");
+  m.def(
+      "floor_convert",
+      [](const py::array_t<uint8_t, py::array::c_style>& x,
+         py::array_t<float, py::array::c_style> out, bool stream) {
+        if (out.size() != x.size()) throw py::value_error("out must have x's size");
+        const uint8_t* p = x.data();
+        float* o = out.mutable_data();
+        const int64_t n = int64_t(x.size());
+        const int threads = g_threads.load();
+        py::gil_scoped_release release;
+        zm::floor_convert(p, o, n, stream, threads);
+      },
+      "Benchmark floor: uint8 -> float32 conversion, optionally with streaming stores.");
   m.def("get_num_threads", []() { return g_threads.load(); });
 #ifdef ZMFAST_OPENMP
   m.attr("openmp") = true;

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "simd.hpp"
 
 namespace zm {
 
@@ -52,7 +53,7 @@ template <> struct Accum<double> : Accum<float> {};
 template <class T> constexpr bool kIsInt = std::is_integral<T>::value;
 
 // x*x in the narrowest type that holds it (16 bits for 8-bit inputs), so it vectorises wide.
-template <class T> inline auto square(T v) {
+template <class T> ZM_INLINE auto square(T v) {
   if constexpr (sizeof(T) == 1) {
     const uint16_t magnitude = uint16_t(v < 0 ? -int(v) : int(v));
     return uint16_t(magnitude * magnitude);
@@ -68,7 +69,7 @@ struct Running {
 };
 
 // Chan et al.'s update of (na, a) with a block of nb values of mean `mean_b`, M2 `m2_b`.
-inline void chan_merge(int64_t na, Running& a, int64_t nb, double mean_b, double m2_b) {
+ZM_INLINE void chan_merge(int64_t na, Running& a, int64_t nb, double mean_b, double m2_b) {
   if (na == 0) {
     a.mean = mean_b;
     a.m2 = m2_b;
@@ -86,7 +87,7 @@ inline void chan_merge(int64_t na, Running& a, int64_t nb, double mean_b, double
 }
 
 // n*S2 - S1^2 (never negative), computed exactly and rounded once to double.
-inline double exact_spread(uint64_t n, uint64_t s2, uint64_t abs_s1) {
+ZM_INLINE double exact_spread(uint64_t n, uint64_t s2, uint64_t abs_s1) {
 #if defined(__SIZEOF_INT128__)
   using U128 = unsigned __int128;
   return double(U128(n) * s2 - U128(abs_s1) * abs_s1);
@@ -108,7 +109,7 @@ inline double exact_spread(uint64_t n, uint64_t s2, uint64_t abs_s1) {
 // Mean and M2 of a block of n values from its sums; exact for integers until the final
 // rounding (n*S2 - S1^2 in 128-bit), shifted for floats.
 template <class T>
-inline void block_moments(int64_t n, typename Accum<T>::Sum s1, typename Accum<T>::SumSq s2,
+ZM_INLINE void block_moments(int64_t n, typename Accum<T>::Sum s1, typename Accum<T>::SumSq s2,
                           double shift, double& mean, double& m2) {
   if constexpr (kIsInt<T>) {
     mean = double(s1) / double(n);
@@ -124,7 +125,7 @@ inline void block_moments(int64_t n, typename Accum<T>::Sum s1, typename Accum<T
 
 // Float blocks are shifted by their first value unless it is inf/nan (then inf/nan
 // propagate through an unshifted sum, as NumPy's).
-template <class T> inline double block_shift(T first) {
+template <class T> ZM_INLINE double block_shift(T first) {
   if constexpr (kIsInt<T>) {
     (void)first;
     return 0.0;
@@ -139,8 +140,8 @@ template <class T> inline double block_shift(T first) {
 constexpr int64_t kLaneBlock = 4096;  // lanes per pass: a page of bytes per row, sums in L1/L2
 
 template <class T, bool kWantM2>
-void column_moments(const char* base, const Space& rows, int64_t r0, int64_t r1,
-                    int64_t lane_stride, int64_t lanes, Running* out) {
+ZM_INLINE void column_moments_impl(const char* base, const Space& rows, int64_t r0, int64_t r1,
+                                   int64_t lane_stride, int64_t lanes, Running* out) {
   using Sum = typename Accum<T>::Sum;
   using SumSq = typename Accum<T>::SumSq;
   alignas(64) Sum s1[kLaneBlock];
@@ -205,8 +206,8 @@ void column_moments(const char* base, const Space& rows, int64_t r0, int64_t r1,
 constexpr int kVirtualLanes = 32;
 
 template <class T, bool kWantM2>
-int64_t row_moments(const char* base, const Space& outer, int64_t run, int64_t run_stride,
-                    int64_t lo, int64_t hi, Running& acc) {
+ZM_INLINE int64_t row_moments_impl(const char* base, const Space& outer, int64_t run,
+                                   int64_t run_stride, int64_t lo, int64_t hi, Running& acc) {
   using Sum = typename Accum<T>::Sum;
   using SumSq = typename Accum<T>::SumSq;
   alignas(64) Sum s1[kVirtualLanes];
@@ -302,6 +303,61 @@ int64_t row_moments(const char* base, const Space& outer, int64_t run, int64_t r
 }
 
 // ---------------------------------------------------------------------------------------
+// The two loops compiled for each SIMD level, and the choice among them.
+using ColumnArgs = void(const char*, const Space&, int64_t, int64_t, int64_t, int64_t, Running*);
+using RowArgs = int64_t(const char*, const Space&, int64_t, int64_t, int64_t, int64_t, Running&);
+
+template <class T, bool M2>
+void column_moments_base(const char* b, const Space& s, int64_t r0, int64_t r1, int64_t ls,
+                         int64_t n, Running* o) {
+  column_moments_impl<T, M2>(b, s, r0, r1, ls, n, o);
+}
+template <class T, bool M2>
+int64_t row_moments_base(const char* b, const Space& s, int64_t run, int64_t rs, int64_t lo,
+                         int64_t hi, Running& a) {
+  return row_moments_impl<T, M2>(b, s, run, rs, lo, hi, a);
+}
+#if ZMFAST_X86_DISPATCH
+template <class T, bool M2>
+ZM_TARGET_AVX2 void column_moments_avx2(const char* b, const Space& s, int64_t r0, int64_t r1,
+                                        int64_t ls, int64_t n, Running* o) {
+  column_moments_impl<T, M2>(b, s, r0, r1, ls, n, o);
+}
+template <class T, bool M2>
+ZM_TARGET_AVX512 void column_moments_avx512(const char* b, const Space& s, int64_t r0,
+                                            int64_t r1, int64_t ls, int64_t n, Running* o) {
+  column_moments_impl<T, M2>(b, s, r0, r1, ls, n, o);
+}
+template <class T, bool M2>
+ZM_TARGET_AVX2 int64_t row_moments_avx2(const char* b, const Space& s, int64_t run, int64_t rs,
+                                        int64_t lo, int64_t hi, Running& a) {
+  return row_moments_impl<T, M2>(b, s, run, rs, lo, hi, a);
+}
+template <class T, bool M2>
+ZM_TARGET_AVX512 int64_t row_moments_avx512(const char* b, const Space& s, int64_t run,
+                                            int64_t rs, int64_t lo, int64_t hi, Running& a) {
+  return row_moments_impl<T, M2>(b, s, run, rs, lo, hi, a);
+}
+#endif
+
+template <class T, bool M2> ColumnArgs* column_moments_for(Level level) {
+#if ZMFAST_X86_DISPATCH
+  if (level == Level::avx512) return column_moments_avx512<T, M2>;
+  if (level == Level::avx2) return column_moments_avx2<T, M2>;
+#endif
+  (void)level;
+  return column_moments_base<T, M2>;
+}
+template <class T, bool M2> RowArgs* row_moments_for(Level level) {
+#if ZMFAST_X86_DISPATCH
+  if (level == Level::avx512) return row_moments_avx512<T, M2>;
+  if (level == Level::avx2) return row_moments_avx2<T, M2>;
+#endif
+  (void)level;
+  return row_moments_base<T, M2>;
+}
+
+// ---------------------------------------------------------------------------------------
 // The whole reduction. `kept` dims: array 0 = x byte strides, array 1 = output element
 // strides. `red` dims: array 0 = x byte strides, innermost (smallest stride) last.
 template <class T, bool kWantM2>
@@ -310,6 +366,8 @@ void reduce_moments(const char* base, const Space& kept, const Space& red, doubl
   const int64_t outputs = kept.size();
   const int64_t count = red.size();
   const int threads = threads_for(requested_threads, outputs * count);
+  ColumnArgs* const column_moments = column_moments_for<T, kWantM2>(current_level());
+  RowArgs* const row_moments = row_moments_for<T, kWantM2>(current_level());
   auto store = [&](int64_t at, const Running& r) {
     mean_out[at] = r.mean;
     if constexpr (kWantM2) m2_out[at] = r.m2;
@@ -345,7 +403,7 @@ void reduce_moments(const char* base, const Space& kept, const Space& red, doubl
         Counter o(outer, o0);
         for (int64_t i = o0; i < o1; ++i, o.next()) {
           std::fill(acc, acc + lanes, Running{});
-          column_moments<T, kWantM2>(base + o.offset[0], red, 0, count, lane_stride, lanes,
+          column_moments(base + o.offset[0], red, 0, count, lane_stride, lanes,
                                      acc);
           for (int64_t k = 0; k < lanes; ++k) store(o.offset[1] + k * lane_out_stride, acc[k]);
         }
@@ -366,7 +424,7 @@ void reduce_moments(const char* base, const Space& kept, const Space& red, doubl
         int64_t r0, r1, k0, k1;
         split_range(count, row_chunks, rc, r0, r1);
         split_range(lanes, lane_chunks, lc, k0, k1);
-        column_moments<T, kWantM2>(origin + k0 * lane_stride, red, r0, r1, lane_stride,
+        column_moments(origin + k0 * lane_stride, red, r0, r1, lane_stride,
                                    k1 - k0, partial.data() + rc * lanes + k0);
       });
       parallel_tasks(threads, threads, [&](int64_t t) {
@@ -407,7 +465,7 @@ void reduce_moments(const char* base, const Space& kept, const Space& red, doubl
       Counter o(kept, o0);
       for (int64_t i = o0; i < o1; ++i, o.next()) {
         Running acc;
-        row_moments<T, kWantM2>(base + o.offset[0], outer_red, run, run_stride, 0, count, acc);
+        row_moments(base + o.offset[0], outer_red, run, run_stride, 0, count, acc);
         store(o.offset[1], acc);
       }
     });
@@ -421,7 +479,7 @@ void reduce_moments(const char* base, const Space& kept, const Space& red, doubl
       int64_t lo, hi;
       split_range(count, threads, t, lo, hi);
       partial[size_t(t)] = Running{};
-      counts[size_t(t)] = row_moments<T, kWantM2>(base + o.offset[0], outer_red, run,
+      counts[size_t(t)] = row_moments(base + o.offset[0], outer_red, run,
                                                   run_stride, lo, hi, partial[size_t(t)]);
     });
     Running total;

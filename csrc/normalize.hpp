@@ -12,8 +12,10 @@
 #include <cstring>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 #include "common.hpp"
+#include "simd.hpp"
 
 namespace zm {
 
@@ -23,7 +25,7 @@ struct Half {
 };
 
 // Round-to-nearest-even double -> binary16, as NumPy's npy_doublebits_to_halfbits.
-inline uint16_t double_to_half_bits(double value) {
+ZM_INLINE uint16_t double_to_half_bits(double value) {
   uint64_t d;
   std::memcpy(&d, &value, sizeof d);
   const uint16_t sign = uint16_t((d & 0x8000000000000000ULL) >> 48);
@@ -57,7 +59,7 @@ inline uint16_t double_to_half_bits(double value) {
 
 // Round half to even and clamp into an integer type's range (NaN gives the lowest value);
 // adding and subtracting 1.5 * 2^52 rounds in the FPU's default mode without a libm call.
-template <class I> inline I round_clamp(double v) {
+template <class I> ZM_INLINE I round_clamp(double v) {
   constexpr double lo = double(std::numeric_limits<I>::lowest());
   constexpr double hi = double(std::numeric_limits<I>::max());
   v = v > lo ? v : lo;
@@ -66,19 +68,24 @@ template <class I> inline I round_clamp(double v) {
   return I(int64_t((v + magic) - magic));
 }
 
-template <class O> inline O from_double(double v) {
-  if constexpr (std::is_integral<O>::value) {
+template <class O> ZM_INLINE O from_double(double v) {
+  if constexpr (std::is_same<O, Half>::value) {
+    return Half{double_to_half_bits(v)};
+  } else if constexpr (std::is_integral<O>::value) {
     return round_clamp<O>(v);
   } else {
     return O(v);
   }
 }
-template <> inline Half from_double<Half>(double v) { return Half{double_to_half_bits(v)}; }
 
-// One run of n elements.
+// Outputs at least this large bypass the cache with streaming stores: they would not stay
+// in it anyway, and normal stores first read every destination line.
+constexpr int64_t kStreamBytes = int64_t(8) << 20;
+
+// One run of n elements (the generic loop, compiled for every SIMD level).
 template <class T, class O>
-inline void affine_run(const char* x, int64_t xs, const double* mean, const double* inv,
-                       int64_t ss, O* out, int64_t os, int64_t n) {
+ZM_INLINE void affine_run_impl(const char* x, int64_t xs, const double* mean, const double* inv,
+                               int64_t ss, O* out, int64_t os, int64_t n) {
   const bool dense_io = xs == int64_t(sizeof(T)) && os == int64_t(sizeof(O));
   const T* xt = reinterpret_cast<const T*>(x);
   if (dense_io && ss == int64_t(sizeof(double))) {
@@ -99,12 +106,173 @@ inline void affine_run(const char* x, int64_t xs, const double* mean, const doub
   }
 }
 
+#if ZMFAST_X86_DISPATCH
+// uint8 -> float32 or float16, contiguous, 16 values a step, optionally streaming stores.
+// float16 rounds to odd into float32 (truncate, then set the last bit if inexact) and then
+// to nearest-even half: the same bits as rounding float64 to half directly.
+ZM_TARGET_AVX512 ZM_INLINE __m128i half8_avx512(__m512d d) {
+  const __m256 t = _mm512_cvt_roundpd_ps(d, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __mmask8 inexact = _mm512_cmp_pd_mask(_mm512_cvtps_pd(t), d, _CMP_NEQ_UQ);
+  const __m256i bits = _mm256_castps_si256(t);
+  const __m256i odd = _mm256_mask_or_epi32(bits, inexact, bits, _mm256_set1_epi32(1));
+  return _mm256_cvtps_ph(_mm256_castsi256_ps(odd), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+// 16 values from x[i]: (x - mean) * inv in float64, rounded to O, stored at out[i].
+template <class O, bool kConstantStats, bool kStream>
+ZM_TARGET_AVX512 ZM_INLINE void affine_u8_step16(const uint8_t* x, const double* mean,
+                                                 const double* inv, O* out, int64_t i) {
+  const __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+  __m512d lo = _mm512_cvtepi32_pd(_mm512_castsi512_si256(w));
+  __m512d hi = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(w, 1));
+  if constexpr (kConstantStats) {
+    const __m512d m = _mm512_set1_pd(mean[0]), s = _mm512_set1_pd(inv[0]);
+    lo = _mm512_mul_pd(_mm512_sub_pd(lo, m), s);
+    hi = _mm512_mul_pd(_mm512_sub_pd(hi, m), s);
+  } else {
+    lo = _mm512_mul_pd(_mm512_sub_pd(lo, _mm512_loadu_pd(mean + i)), _mm512_loadu_pd(inv + i));
+    hi = _mm512_mul_pd(_mm512_sub_pd(hi, _mm512_loadu_pd(mean + i + 8)),
+                       _mm512_loadu_pd(inv + i + 8));
+  }
+  if constexpr (std::is_same<O, float>::value) {
+    const __m512 f = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo)),
+                                        _mm512_cvtpd_ps(hi), 1);
+    if constexpr (kStream) _mm512_stream_ps(out + i, f);
+    else _mm512_storeu_ps(out + i, f);
+  } else {
+    const __m256i h = _mm256_set_m128i(half8_avx512(hi), half8_avx512(lo));
+    if constexpr (kStream) _mm256_stream_si256(reinterpret_cast<__m256i*>(out + i), h);
+    else _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), h);
+  }
+}
+
+// A run of n values; streaming stores from the first 64-byte boundary of out. The unaligned
+// first and last steps overlap the aligned ones: recomputing a value is cheaper than scalar
+// code.
+template <class O, bool kConstantStats>
+ZM_TARGET_AVX512 void affine_u8_avx512(const uint8_t* x, const double* mean, const double* inv,
+                                       O* out, int64_t n, bool stream) {
+  if (n < 16) {
+    for (int64_t i = 0; i < n; ++i)
+      out[i] = from_double<O>((double(x[i]) - mean[kConstantStats ? 0 : i]) *
+                              inv[kConstantStats ? 0 : i]);
+    return;
+  }
+  const uintptr_t address = reinterpret_cast<uintptr_t>(out);
+  int64_t i = 0;
+  if (stream && address % sizeof(O) == 0) {
+    const int64_t head = int64_t((64 - address % 64) % 64) / int64_t(sizeof(O));
+    if (head) affine_u8_step16<O, kConstantStats, false>(x, mean, inv, out, 0);
+    for (i = head; i + 16 <= n; i += 16) affine_u8_step16<O, kConstantStats, true>(x, mean, inv, out, i);
+  } else {
+    for (; i + 16 <= n; i += 16) affine_u8_step16<O, kConstantStats, false>(x, mean, inv, out, i);
+  }
+  if (i < n) affine_u8_step16<O, kConstantStats, false>(x, mean, inv, out, n - 16);
+}
+
+template <bool kConstantStats>
+ZM_TARGET_AVX2 void affine_u8_f32_avx2(const uint8_t* x, const double* mean, const double* inv,
+                                       float* out, int64_t n, bool stream) {
+  int64_t i = 0;
+  const uintptr_t address = reinterpret_cast<uintptr_t>(out);
+  if (address % sizeof(float) != 0) stream = false;
+  const int64_t head = stream ? std::min<int64_t>(n, int64_t((32 - address % 32) % 32) / 4) : 0;
+  for (; i < head; ++i)
+    out[i] = float((double(x[i]) - mean[kConstantStats ? 0 : i]) * inv[kConstantStats ? 0 : i]);
+  const __m256d m_all = _mm256_set1_pd(mean[0]), s_all = _mm256_set1_pd(inv[0]);
+  for (; i + 8 <= n; i += 8) {
+    const __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i)));
+    __m256d lo = _mm256_cvtepi32_pd(_mm256_castsi256_si128(w));
+    __m256d hi = _mm256_cvtepi32_pd(_mm256_extracti128_si256(w, 1));
+    if constexpr (kConstantStats) {
+      lo = _mm256_mul_pd(_mm256_sub_pd(lo, m_all), s_all);
+      hi = _mm256_mul_pd(_mm256_sub_pd(hi, m_all), s_all);
+    } else {
+      lo = _mm256_mul_pd(_mm256_sub_pd(lo, _mm256_loadu_pd(mean + i)), _mm256_loadu_pd(inv + i));
+      hi = _mm256_mul_pd(_mm256_sub_pd(hi, _mm256_loadu_pd(mean + i + 4)),
+                         _mm256_loadu_pd(inv + i + 4));
+    }
+    const __m256 f = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+    if (stream)
+      _mm256_stream_ps(out + i, f);
+    else
+      _mm256_storeu_ps(out + i, f);
+  }
+  for (; i < n; ++i)
+    out[i] = float((double(x[i]) - mean[kConstantStats ? 0 : i]) * inv[kConstantStats ? 0 : i]);
+}
+#endif
+
+// Streaming stores are weakly ordered: a thread fences once after its last one, before the
+// kernel returns and the output is read.
+inline void store_fence(bool stream) {
+#if ZMFAST_X86_DISPATCH
+  if (stream) _mm_sfence();
+#else
+  (void)stream;
+#endif
+}
+
+// The run loop for one SIMD level: uint8 input with contiguous output goes to the
+// hand-written kernels (streaming stores), everything else to the compiled generic loop.
+template <class T, class O>
+void affine_run_base(const char* x, int64_t xs, const double* mean, const double* inv,
+                     int64_t ss, O* out, int64_t os, int64_t n, bool) {
+  affine_run_impl<T, O>(x, xs, mean, inv, ss, out, os, n);
+}
+#if ZMFAST_X86_DISPATCH
+template <class T, class O>
+ZM_TARGET_AVX2 void affine_run_avx2(const char* x, int64_t xs, const double* mean,
+                                    const double* inv, int64_t ss, O* out, int64_t os, int64_t n,
+                                    bool stream) {
+  if constexpr (std::is_same<T, uint8_t>::value && std::is_same<O, float>::value) {
+    if (xs == 1 && os == int64_t(sizeof(O)) && (ss == 0 || ss == int64_t(sizeof(double)))) {
+      const auto* xt = reinterpret_cast<const uint8_t*>(x);
+      if (ss == 0) affine_u8_f32_avx2<true>(xt, mean, inv, out, n, stream);
+      else affine_u8_f32_avx2<false>(xt, mean, inv, out, n, stream);
+      return;
+    }
+  }
+  (void)stream;
+  affine_run_impl<T, O>(x, xs, mean, inv, ss, out, os, n);
+}
+template <class T, class O>
+ZM_TARGET_AVX512 void affine_run_avx512(const char* x, int64_t xs, const double* mean,
+                                        const double* inv, int64_t ss, O* out, int64_t os,
+                                        int64_t n, bool stream) {
+  if constexpr (std::is_same<T, uint8_t>::value &&
+                (std::is_same<O, float>::value || std::is_same<O, Half>::value)) {
+    if (xs == 1 && os == int64_t(sizeof(O)) && (ss == 0 || ss == int64_t(sizeof(double)))) {
+      const auto* xt = reinterpret_cast<const uint8_t*>(x);
+      if (ss == 0) affine_u8_avx512<O, true>(xt, mean, inv, out, n, stream);
+      else affine_u8_avx512<O, false>(xt, mean, inv, out, n, stream);
+      return;
+    }
+  }
+  (void)stream;
+  affine_run_impl<T, O>(x, xs, mean, inv, ss, out, os, n);
+}
+#endif
+
+template <class T, class O>
+using AffineRun = void(const char*, int64_t, const double*, const double*, int64_t, O*, int64_t,
+                       int64_t, bool);
+
+template <class T, class O> AffineRun<T, O>* affine_run_for(Level level) {
+#if ZMFAST_X86_DISPATCH
+  if (level == Level::avx512) return affine_run_avx512<T, O>;
+  if (level == Level::avx2) return affine_run_avx2<T, O>;
+#endif
+  (void)level;
+  return affine_run_base<T, O>;
+}
+
 // Channels-last pixels [p0, p1) of one image into C planes of `plane` elements each, with
 // statistics constant along the pixels (per channel or scalar).
 template <int C, class T, class O>
-inline void interleaved_to_planes(const T* x, const double* mean, const double* inv,
-                                  int64_t stats_channel_step, O* out, int64_t plane,
-                                  int64_t p0, int64_t p1) {
+ZM_INLINE void planes_impl(const T* x, const double* mean, const double* inv,
+                           int64_t stats_channel_step, O* out, int64_t plane, int64_t p0,
+                           int64_t p1) {
   double m[C], s[C];
   for (int c = 0; c < C; ++c) {
     m[c] = mean[c * stats_channel_step];
@@ -115,17 +283,53 @@ inline void interleaved_to_planes(const T* x, const double* mean, const double* 
       out[c * plane + p] = from_double<O>((double(x[p * C + c]) - m[c]) * s[c]);
 }
 
+template <int C, class T, class O>
+using Planes = void(const T*, const double*, const double*, int64_t, O*, int64_t, int64_t, int64_t);
+
+template <int C, class T, class O>
+void planes_base(const T* x, const double* m, const double* s, int64_t step, O* out,
+                 int64_t plane, int64_t p0, int64_t p1) {
+  planes_impl<C, T, O>(x, m, s, step, out, plane, p0, p1);
+}
+#if ZMFAST_X86_DISPATCH
+template <int C, class T, class O>
+ZM_TARGET_AVX2 void planes_avx2(const T* x, const double* m, const double* s, int64_t step,
+                                O* out, int64_t plane, int64_t p0, int64_t p1) {
+  planes_impl<C, T, O>(x, m, s, step, out, plane, p0, p1);
+}
+template <int C, class T, class O>
+ZM_TARGET_AVX512 void planes_avx512(const T* x, const double* m, const double* s, int64_t step,
+                                    O* out, int64_t plane, int64_t p0, int64_t p1) {
+  planes_impl<C, T, O>(x, m, s, step, out, plane, p0, p1);
+}
+#endif
+
+template <int C, class T, class O> Planes<C, T, O>* planes_for(Level level) {
+#if ZMFAST_X86_DISPATCH
+  if (level == Level::avx512) return planes_avx512<C, T, O>;
+  if (level == Level::avx2) return planes_avx2<C, T, O>;
+#endif
+  (void)level;
+  return planes_base<C, T, O>;
+}
+
+// Per-pixel statistics are re-read for every image; blocks of this many elements keep
+// them in L2 while all of a thread's images pass.
+constexpr int64_t kStatsBlock = 8192;
+
 template <class T, class O>
 void affine(const char* x, const double* mean, const double* inv, char* out, const Space& space,
             int requested_threads) {
   const int nd = space.nd;
   const int64_t total = space.size();
   const int threads = threads_for(requested_threads, total);
+  const Level level = current_level();
   const int64_t run = space.extent[nd - 1];
   const int64_t xs = space.stride[0][nd - 1], ss = space.stride[1][nd - 1],
                 os = space.stride[2][nd - 1];
   const char* stats_base_mean = reinterpret_cast<const char*>(mean);
   const char* stats_base_inv = reinterpret_cast<const char*>(inv);
+  const bool stream = total * int64_t(sizeof(O)) >= kStreamBytes;
 
   // (..., C, P) output planes read from (..., P, C) input pixels, per-channel statistics.
   const int64_t channels = nd >= 2 ? space.extent[nd - 2] : 0;
@@ -133,45 +337,71 @@ void affine(const char* x, const double* mean, const double* inv, char* out, con
       xs == channels * int64_t(sizeof(T)) && space.stride[0][nd - 2] == int64_t(sizeof(T)) &&
       space.stride[2][nd - 2] == run * int64_t(sizeof(O)) &&
       space.stride[1][nd - 2] % int64_t(sizeof(double)) == 0) {
-    {
-      Space images = space;
-      images.nd = nd - 2;
-      const int64_t n_images = images.size();
-      const int64_t stats_step = space.stride[1][nd - 2] / int64_t(sizeof(double));
-      // Tasks are pixel ranges of images, so one image can still use every thread.
-      const int64_t per_image = std::max<int64_t>(1, std::min<int64_t>(
-          threads, (run * channels) / kMinElementsPerThread));
-      parallel_tasks(threads, threads, [&](int64_t t) {
-        int64_t lo, hi;
-        split_range(n_images * per_image, threads, t, lo, hi);
-        if (lo >= hi) return;
-        Counter image(images, lo / per_image);
-        int64_t current = lo / per_image;
-        for (int64_t task = lo; task < hi; ++task) {
-          const int64_t img = task / per_image, part = task % per_image;
-          while (current < img) {
-            image.next();
-            ++current;
-          }
-          int64_t p0, p1;
-          split_range(run, per_image, part, p0, p1);
-          const T* xi = reinterpret_cast<const T*>(x + image.offset[0]);
-          const double* mi = reinterpret_cast<const double*>(stats_base_mean + image.offset[1]);
-          const double* ii = reinterpret_cast<const double*>(stats_base_inv + image.offset[1]);
-          O* oi = reinterpret_cast<O*>(out + image.offset[2]);
-          if (channels == 3)
-            interleaved_to_planes<3>(xi, mi, ii, stats_step, oi, run, p0, p1);
-          else
-            interleaved_to_planes<4>(xi, mi, ii, stats_step, oi, run, p0, p1);
+    Planes<3, T, O>* const planes3 = planes_for<3, T, O>(level);
+    Planes<4, T, O>* const planes4 = planes_for<4, T, O>(level);
+    Space images = space;
+    images.nd = nd - 2;
+    const int64_t n_images = images.size();
+    const int64_t stats_step = space.stride[1][nd - 2] / int64_t(sizeof(double));
+    // Tasks are pixel ranges of images, so one image can still use every thread.
+    const int64_t per_image = std::max<int64_t>(
+        1, std::min<int64_t>(threads, (run * channels) / kMinElementsPerThread));
+    parallel_tasks(threads, threads, [&](int64_t t) {
+      int64_t lo, hi;
+      split_range(n_images * per_image, threads, t, lo, hi);
+      if (lo >= hi) return;
+      Counter image(images, lo / per_image);
+      int64_t current = lo / per_image;
+      for (int64_t task = lo; task < hi; ++task) {
+        const int64_t img = task / per_image, part = task % per_image;
+        while (current < img) {
+          image.next();
+          ++current;
         }
-      });
-      return;
-    }
+        int64_t p0, p1;
+        split_range(run, per_image, part, p0, p1);
+        const T* xi = reinterpret_cast<const T*>(x + image.offset[0]);
+        const double* mi = reinterpret_cast<const double*>(stats_base_mean + image.offset[1]);
+        const double* ii = reinterpret_cast<const double*>(stats_base_inv + image.offset[1]);
+        O* oi = reinterpret_cast<O*>(out + image.offset[2]);
+        if (channels == 3)
+          planes3(xi, mi, ii, stats_step, oi, run, p0, p1);
+        else
+          planes4(xi, mi, ii, stats_step, oi, run, p0, p1);
+      }
+    });
+    return;
+  }
+
+  AffineRun<T, O>* const affine_run = affine_run_for<T, O>(level);
+  Space outer = space;
+  outer.nd = nd - 1;
+  const int64_t rows = outer.size();
+  bool stats_repeat = ss != 0;  // the same statistics for every row?
+  for (int i = 0; i < nd - 1; ++i) stats_repeat = stats_repeat && space.stride[1][i] == 0;
+
+  if (stats_repeat && run > kStatsBlock && rows >= threads) {
+    // Rows share long statistics (per-pixel): each thread takes whole rows and walks them
+    // a block of columns at a time, so the statistics of a block stay in cache.
+    parallel_tasks(threads, threads, [&](int64_t t) {
+      int64_t r0, r1;
+      split_range(rows, threads, t, r0, r1);
+      if (r0 >= r1) return;
+      for (int64_t c0 = 0; c0 < run; c0 += kStatsBlock) {
+        const int64_t len = std::min(kStatsBlock, run - c0);
+        Counter row(outer, r0);
+        for (int64_t r = r0; r < r1; ++r, row.next())
+          affine_run(x + row.offset[0] + c0 * xs, xs,
+                     reinterpret_cast<const double*>(stats_base_mean + c0 * ss),
+                     reinterpret_cast<const double*>(stats_base_inv + c0 * ss), ss,
+                     reinterpret_cast<O*>(out + row.offset[2] + c0 * os), os, len, stream);
+      }
+      store_fence(stream);
+    });
+    return;
   }
 
   // General: split the flat index range evenly; each thread walks its runs.
-  Space outer = space;
-  outer.nd = nd - 1;
   parallel_tasks(threads, threads, [&](int64_t t) {
     int64_t lo, hi;
     split_range(total, threads, t, lo, hi);
@@ -180,14 +410,109 @@ void affine(const char* x, const double* mean, const double* inv, char* out, con
     int64_t col = lo % run;
     while (lo < hi) {
       const int64_t len = std::min(run - col, hi - lo);
-      affine_run<T, O>(x + row.offset[0] + col * xs,  xs,
-                       reinterpret_cast<const double*>(stats_base_mean + row.offset[1] + col * ss),
-                       reinterpret_cast<const double*>(stats_base_inv + row.offset[1] + col * ss),
-                       ss, reinterpret_cast<O*>(out + row.offset[2] + col * os), os, len);
+      affine_run(x + row.offset[0] + col * xs, xs,
+                 reinterpret_cast<const double*>(stats_base_mean + row.offset[1] + col * ss),
+                 reinterpret_cast<const double*>(stats_base_inv + row.offset[1] + col * ss), ss,
+                 reinterpret_cast<O*>(out + row.offset[2] + col * os), os, len, stream);
       lo += len;
       col = 0;
       row.next();
     }
+    store_fence(stream);
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// The memory floor, for the benchmarks: the least work each job must do, multithreaded and
+// dispatched like the real kernels. Reading every byte (statistics) and converting uint8 to
+// float32 (standardize).
+template <int kLevel>
+ZM_INLINE uint64_t sum_bytes_impl(const uint8_t* x, int64_t n) {
+  uint64_t total = 0;
+  for (int64_t b = 0; b < n; b += (int64_t(1) << 24)) {  // 2^24 * 255 < 2^32
+    const int64_t end = std::min(n, b + (int64_t(1) << 24));
+    uint32_t part = 0;
+    for (int64_t i = b; i < end; ++i) part += x[i];
+    total += part;
+  }
+  return total;
+}
+inline uint64_t sum_bytes_base(const uint8_t* x, int64_t n) { return sum_bytes_impl<0>(x, n); }
+#if ZMFAST_X86_DISPATCH
+ZM_TARGET_AVX2 inline uint64_t sum_bytes_avx2(const uint8_t* x, int64_t n) {
+  return sum_bytes_impl<1>(x, n);
+}
+ZM_TARGET_AVX512 inline uint64_t sum_bytes_avx512(const uint8_t* x, int64_t n) {
+  return sum_bytes_impl<2>(x, n);
+}
+#endif
+
+inline uint64_t floor_read(const uint8_t* x, int64_t n, int requested_threads) {
+  const int threads = threads_for(requested_threads, n);
+  uint64_t (*sum)(const uint8_t*, int64_t) = sum_bytes_base;
+#if ZMFAST_X86_DISPATCH
+  if (current_level() == Level::avx512) sum = sum_bytes_avx512;
+  if (current_level() == Level::avx2) sum = sum_bytes_avx2;
+#endif
+  std::vector<uint64_t> parts(size_t(threads), 0);
+  parallel_tasks(threads, threads, [&](int64_t t) {
+    int64_t lo, hi;
+    split_range(n, threads, t, lo, hi);
+    parts[size_t(t)] = sum(x + lo, hi - lo);
+  });
+  uint64_t total = 0;
+  for (uint64_t p : parts) total += p;
+  return total;
+}
+
+// Plain uint8 -> float32 conversion: no statistics, no float64 arithmetic.
+ZM_INLINE void convert_impl(const uint8_t* x, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = float(x[i]);
+}
+inline void convert_base(const uint8_t* x, float* out, int64_t n, bool) { convert_impl(x, out, n); }
+#if ZMFAST_X86_DISPATCH
+ZM_TARGET_AVX2 inline void convert_avx2(const uint8_t* x, float* out, int64_t n, bool stream) {
+  int64_t i = 0;
+  const uintptr_t address = reinterpret_cast<uintptr_t>(out);
+  if (address % 4 != 0) stream = false;
+  const int64_t head = stream ? std::min<int64_t>(n, int64_t((32 - address % 32) % 32) / 4) : 0;
+  convert_impl(x, out, head);
+  for (i = head; i + 8 <= n; i += 8) {
+    const __m256 f = _mm256_cvtepi32_ps(
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i))));
+    if (stream) _mm256_stream_ps(out + i, f); else _mm256_storeu_ps(out + i, f);
+  }
+  convert_impl(x + i, out + i, n - i);
+}
+ZM_TARGET_AVX512 inline void convert_avx512(const uint8_t* x, float* out, int64_t n,
+                                            bool stream) {
+  int64_t i = 0;
+  const uintptr_t address = reinterpret_cast<uintptr_t>(out);
+  if (address % 4 != 0) stream = false;
+  const int64_t head = stream ? std::min<int64_t>(n, int64_t((64 - address % 64) % 64) / 4) : 0;
+  convert_impl(x, out, head);
+  for (i = head; i + 16 <= n; i += 16) {
+    const __m512 f = _mm512_cvtepi32_ps(
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+    if (stream) _mm512_stream_ps(out + i, f); else _mm512_storeu_ps(out + i, f);
+  }
+  convert_impl(x + i, out + i, n - i);
+}
+#endif
+
+inline void floor_convert(const uint8_t* x, float* out, int64_t n, bool stream,
+                          int requested_threads) {
+  const int threads = threads_for(requested_threads, n);
+  void (*convert)(const uint8_t*, float*, int64_t, bool) = convert_base;
+#if ZMFAST_X86_DISPATCH
+  if (current_level() == Level::avx512) convert = convert_avx512;
+  if (current_level() == Level::avx2) convert = convert_avx2;
+#endif
+  parallel_tasks(threads, threads, [&](int64_t t) {
+    int64_t lo, hi;
+    split_range(n, threads, t, lo, hi);
+    convert(x + lo, out + lo, hi - lo, stream);
+    store_fence(stream);
   });
 }
 

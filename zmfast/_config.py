@@ -152,6 +152,8 @@ def show_config(file=None):
         core = _load("cpp")._core
         lines += [f"extension: {core.__file__}",
                   f"openmp: {'yes' if core.openmp else 'no (single-threaded build)'}",
+                  f"simd: {core.simd_level()} (best on this CPU: {core.best_simd_level()}; "
+                  "ZMFAST_SIMD=baseline|avx2|avx512 caps it)",
                   f"compiler: {core.compiler}",
                   f"flags: {core.cxx_flags.strip()}"]
     except ImportError:

@@ -1,0 +1,78 @@
+// Runtime SIMD dispatch: hot loops are compiled for the baseline ISA and, on x86-64 with
+// GCC or Clang, also for AVX2 and AVX-512 through function-level target attributes. The CPU is
+// checked once; ZMFAST_SIMD=baseline|avx2|avx512 (or set_level) caps the level in use, so tests
+// can run every path this machine supports.
+#pragma once
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#define ZMFAST_X86_DISPATCH 1
+#define ZM_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define ZM_TARGET_AVX512 \
+  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")))
+#include <immintrin.h>
+#else
+#define ZMFAST_X86_DISPATCH 0
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define ZM_INLINE inline __attribute__((always_inline))
+#else
+#define ZM_INLINE inline
+#endif
+
+namespace zm {
+
+enum class Level : int { baseline = 0, avx2 = 1, avx512 = 2 };
+
+inline const char* level_name(Level level) {
+  switch (level) {
+    case Level::avx2: return "avx2";
+    case Level::avx512: return "avx512";
+    default: return "baseline";
+  }
+}
+
+inline Level detect_level() {
+#if ZMFAST_X86_DISPATCH
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+    return Level::avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Level::avx2;
+#endif
+  return Level::baseline;
+}
+
+// The best level the CPU supports, capped by ZMFAST_SIMD when set.
+inline Level initial_level() {
+  Level level = detect_level();
+  if (const char* env = std::getenv("ZMFAST_SIMD")) {
+    Level cap = level;
+    if (std::strcmp(env, "baseline") == 0) cap = Level::baseline;
+    if (std::strcmp(env, "avx2") == 0) cap = Level::avx2;
+    if (std::strcmp(env, "avx512") == 0) cap = Level::avx512;
+    if (int(cap) < int(level)) level = cap;
+  }
+  return level;
+}
+
+inline std::atomic<int>& level_slot() {
+  static std::atomic<int> slot{int(initial_level())};
+  return slot;
+}
+
+inline Level current_level() { return Level(level_slot().load(std::memory_order_relaxed)); }
+
+// Use `wanted`, or the best supported level below it; returns the level now in use.
+inline Level set_level(Level wanted) {
+  const Level best = detect_level();
+  const Level level = int(wanted) <= int(best) ? wanted : best;
+  level_slot().store(int(level));
+  return level;
+}
+
+}  // namespace zm

@@ -1,0 +1,79 @@
+"""Every SIMD level of the C++ kernels that this CPU supports, against the NumPy reference.
+
+The extension picks the best level at import (capped by ZMFAST_SIMD); these tests force each
+supported level in turn, so the baseline, AVX2 and AVX-512 loops are all held to one answer.
+"""
+
+import numpy as np
+import pytest
+
+import zmfast as zm
+
+core = pytest.importorskip("zmfast._core")  # the cpp backend's own tests fail if it is lost
+
+LEVELS = ("baseline", "avx2", "avx512")
+ORDER = {name: rank for rank, name in enumerate(LEVELS)}
+
+
+@pytest.fixture(params=LEVELS)
+def simd_level(request):
+    best = core.best_simd_level()
+    if ORDER[request.param] > ORDER[best]:
+        pytest.skip(f"this CPU supports SIMD up to {best}")
+    before = core.simd_level()
+    assert core.set_simd_level(request.param) == request.param
+    with zm.use_backend("cpp"):
+        yield request.param
+    core.set_simd_level(before)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    # Large enough for threads and streaming stores (outputs over 8 MB), odd enough for tails.
+    return np.random.default_rng(7).integers(0, 256, (83, 61, 67, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.float32,
+                                   np.float64])
+@pytest.mark.parametrize("axis", [0, (0, 1, 2), None, (1, 2, 3), -1, (0, 2)])
+def test_moments_every_level(simd_level, dtype, axis):
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((37, 13, 11, 3)) * 90).astype(dtype)
+    reference = x.astype(np.float64)
+    rtol = 4e-7 if dtype == np.float32 else 1e-12  # float32 results are rounded to float32
+    np.testing.assert_allclose(zm.mean(x, axis=axis), reference.mean(axis=axis), rtol=rtol,
+                               atol=rtol)
+    np.testing.assert_allclose(zm.var(x, axis=axis), reference.var(axis=axis),
+                               rtol=max(rtol, 1e-9))
+
+
+@pytest.mark.parametrize("out_dtype", [np.float32, np.float16, np.float64])
+@pytest.mark.parametrize("stats", ["channel", "pixel", "scalar"])
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_standardize_every_level(simd_level, batch, out_dtype, stats, channels_first):
+    x = batch
+    mean, std = {"channel": (x.mean(axis=(0, 1, 2)), x.std(axis=(0, 1, 2))),
+                 "pixel": (x.mean(axis=0), x.std(axis=0) + 0.5),
+                 "scalar": (127.5, 64.0)}[stats]
+    got = zm.standardize(x, mean, std, dtype=out_dtype, channels_first=channels_first)
+    expected = ((x - np.asarray(mean)) / np.asarray(std)).astype(out_dtype)
+    if channels_first:
+        expected = expected.transpose(0, 3, 1, 2)
+    if out_dtype == np.float16:  # correctly rounded from float64, as NumPy's astype
+        np.testing.assert_array_equal(got, expected)
+    else:  # float64 arithmetic: within an ulp of the float64 formula
+        np.testing.assert_array_max_ulp(got, expected, maxulp=1)
+
+
+def test_floor_kernels_every_level(simd_level, batch):
+    flat = np.ascontiguousarray(batch).reshape(-1)
+    assert core.floor_read(flat) == int(flat.sum(dtype=np.uint64))
+    for stream in (False, True):
+        out = np.empty(flat.shape, np.float32)
+        core.floor_convert(flat, out, stream)
+        np.testing.assert_array_equal(out, flat.astype(np.float32))
+
+
+def test_show_config_reports_the_level(capsys):
+    zm.show_config()
+    assert f"simd: {core.simd_level()}" in capsys.readouterr().out
