@@ -160,7 +160,28 @@ ZM_INLINE void column_moments_impl(const char* base, const Space& rows, int64_t 
         s2[k] = 0;
         shift[k] = block_shift<T>(*reinterpret_cast<const T*>(first + k * lane_stride));
       }
-      for (int64_t r = 0; r < bn; ++r, row.next()) {
+      int64_t r = 0;
+      if (contiguous && kIsInt<T> && sizeof(T) == 1) {
+        // Four rows a pass (their sum fits 16 bits): the 32-bit
+        // accumulators are read and written once per four values instead of once per value.
+        for (; r + 4 <= bn; r += 4) {
+          const T* x0 = reinterpret_cast<const T*>(base + row.offset[0] + k0 * lane_stride);
+          row.next();
+          const T* x1 = reinterpret_cast<const T*>(base + row.offset[0] + k0 * lane_stride);
+          row.next();
+          const T* x2 = reinterpret_cast<const T*>(base + row.offset[0] + k0 * lane_stride);
+          row.next();
+          const T* x3 = reinterpret_cast<const T*>(base + row.offset[0] + k0 * lane_stride);
+          row.next();
+          for (int64_t k = 0; k < kn; ++k) {
+            s1[k] += Sum(int16_t(x0[k]) + int16_t(x1[k]) + int16_t(x2[k]) + int16_t(x3[k]));
+            if constexpr (kWantM2)
+              s2[k] += SumSq(uint32_t(square(x0[k])) + square(x1[k]) + square(x2[k]) +
+                             square(x3[k]));
+          }
+        }
+      }
+      for (; r < bn; ++r, row.next()) {
         const char* p = base + row.offset[0] + k0 * lane_stride;
         if (contiguous) {
           const T* x = reinterpret_cast<const T*>(p);
