@@ -1,10 +1,13 @@
 """pytest configuration of the benchmark suite (``pytest bench/ --benchmark-only``).
 
 The root ``pytest`` only collects tests/ (``testpaths``); this directory is run explicitly.
-It adds ``--zm-threads``, the session-wide workloads and references, and records the machine
-and zmfast's configuration into the benchmark JSON (``machine_info["zmfast"]``).
+It adds ``--zm-threads`` and the scaling tables' options (``--zm-scaling-threads``,
+``--zm-sizes``, ``--zm-max-memory-gb``), registers the ``scaling`` marker, provides the
+session-wide workloads and references, and records the machine, the load average and
+zmfast's configuration into the benchmark JSON (``machine_info["zmfast"]``).
 """
 
+import argparse
 import os
 import sys
 
@@ -17,15 +20,50 @@ import cases  # noqa: E402
 import machine  # noqa: E402
 from cases import zm  # noqa: E402
 
+DEFAULT_SIZES = (1, 4, 16, 64, 256)
+
+
+def _int_list(text):
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, "
+                                         f"got {text!r}")
+    return values
+
 
 def pytest_addoption(parser):
     group = parser.getgroup("zmfast", "zmfast benchmarks")
     group.addoption("--zm-threads", type=int, default=None, metavar="N",
-                    help="threads for zmfast's kernels (default: zmfast's own default, "
-                         "OMP_NUM_THREADS or every available core)")
+                    help="threads for zmfast's kernels and the threaded peers (default: "
+                         "zmfast's own default, OMP_NUM_THREADS or every available core)")
+    group.addoption("--zm-scaling-threads", type=_int_list, default=[1, 2], metavar="N,N",
+                    help="thread counts of the threads scaling table (default: 1,2)")
+    group.addoption("--zm-sizes", type=_int_list, default=list(DEFAULT_SIZES), metavar="MB,MB",
+                    help="input sizes in MiB of the sizes scaling table (default: "
+                         f"{','.join(map(str, DEFAULT_SIZES))}; the README's table adds 1024)")
+    group.addoption("--zm-max-memory-gb", type=float, default=8.0, metavar="GB",
+                    help="skip a sizes case whose input, temporaries and output would take "
+                         "more memory than this (default: %(default)s)")
+
+
+_LOAD_AT_START = []
+
+
+def _load_average():
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def pytest_configure(config):
+    _LOAD_AT_START.append(_load_average())
+    config.addinivalue_line(
+        "markers", "scaling: the scaling tables (threads, sizes); deselect with "
+                   "-m 'not scaling'")
     threads = config.getoption("--zm-threads", default=None)
     if threads is not None:
         zm.set_num_threads(threads)
@@ -48,7 +86,10 @@ def pytest_report_header(config):
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    machine_info["zmfast"] = dict(machine.describe(), **zmfast_info())
+    # The 1-minute load average before and after the run: other processes on the cores
+    # stall the threads of every parallel kernel (the report warns).
+    load = {"load_average": [_LOAD_AT_START[0] if _LOAD_AT_START else None, _load_average()]}
+    machine_info["zmfast"] = dict(machine.describe(), **zmfast_info(), **load)
 
 
 @pytest.fixture(scope="session")

@@ -386,6 +386,7 @@ void reduce_moments(const char* base, const Space& kept, const Space& red, doubl
                     double* m2_out, int requested_threads) {
   const int64_t outputs = kept.size();
   const int64_t count = red.size();
+  if (outputs == 0 || count == 0) return;  // Python answers empty reductions itself
   const int threads = threads_for(requested_threads, outputs * count);
   ColumnArgs* const column_moments = column_moments_for<T, kWantM2>(current_level());
   RowArgs* const row_moments = row_moments_for<T, kWantM2>(current_level());

@@ -322,6 +322,7 @@ void affine(const char* x, const double* mean, const double* inv, char* out, con
             int requested_threads) {
   const int nd = space.nd;
   const int64_t total = space.size();
+  if (nd == 0 || total == 0) return;
   const int threads = threads_for(requested_threads, total);
   const Level level = current_level();
   const int64_t run = space.extent[nd - 1];

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import warnings
 
 import numpy as np
@@ -117,6 +118,9 @@ class StandardScaler(_Estimator):
 
     def fit(self, x, y=None):
         """Compute the statistics of ``x`` (``y`` is ignored, as in scikit-learn)."""
+        x = np.asarray(x)
+        if x.size == 0:
+            raise ValueError(f"cannot fit on an empty array of shape {x.shape}")
         self._reset()
         return self.partial_fit(x)
 
@@ -129,6 +133,8 @@ class StandardScaler(_Estimator):
         if getattr(self, "moments_", None) is None:
             self._reset()
         axes, kept = self._axes_for(x)
+        if x.size == 0:  # an empty batch of a stream adds nothing
+            return self
         batch = moments(x, axis=axes)
         self.moments_ = batch if self.moments_ is None else self.moments_.merge(batch)
         self.n_samples_seen_ += x.shape[0]
@@ -155,8 +161,13 @@ class StandardScaler(_Estimator):
         var = self.var_
         if var is None:
             return None
-        scale = np.sqrt(var)
-        return np.where((scale == 0) | ~np.isfinite(scale), 1.0, scale)
+        # scikit-learn's test for a constant feature: a variance within the rounding error
+        # of a float mean (integer statistics are exact, so there it is var == 0).
+        eps = np.finfo(np.float64).eps
+        count = self.moments_.count
+        bound = count * eps * var + (count * self.moments_.mean * eps) ** 2
+        constant = (var <= bound) | ~np.isfinite(var)
+        return np.where(constant, 1.0, np.sqrt(var))
 
     def _mean_and_scale(self):
         self._check_fitted()
@@ -211,11 +222,14 @@ class StandardScaler(_Estimator):
                  m2=self.moments_.m2, n_samples_seen=np.int64(self.n_samples_seen_),
                  input_ndim=np.int64(self._fitted_ndim),
                  stats_shape=np.array(self._fitted_kept, dtype=np.int64),
-                 params=np.array(json.dumps(params)))
+                 params=np.array(json.dumps(params, default=_json_default)))
 
     @classmethod
     def load(cls, path):
         """Read a scaler written by :meth:`save`."""
+        if isinstance(path, (str, os.PathLike)) and not os.path.exists(path) \
+                and os.path.exists(f"{os.fspath(path)}.npz"):
+            path = f"{os.fspath(path)}.npz"  # np.savez added the suffix
         with np.load(path, allow_pickle=False) as data:
             params = json.loads(str(data["params"]))
             params["axis"] = _axis_from_json(params["axis"])
@@ -243,12 +257,22 @@ class StandardScaler(_Estimator):
         return {"mean": (self.moments_.mean / divisor).tolist(),
                 "std": None if std is None else (std / divisor).tolist(),
                 "count": self.moments_.count, "n_samples_seen": self.n_samples_seen_,
-                "axis": _axis_to_json(self.axis), "ddof": self.ddof,
+                "axis": _axis_to_json(self.axis),
+                "ddof": self.ddof.item() if isinstance(self.ddof, np.generic) else self.ddof,
                 "max_pixel_value": max_pixel_value}
 
 
 def _axis_to_json(axis):
-    return list(axis) if isinstance(axis, tuple) else axis
+    if axis is None:
+        return None
+    return [int(a) for a in axis] if isinstance(axis, tuple) else int(axis)
+
+
+def _json_default(value):
+    """NumPy scalars (from grid searches, np.argmax, ...) as plain numbers."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _axis_from_json(axis):
@@ -437,6 +461,7 @@ class MinMaxScaler(_Estimator):
             raise ValueError(f"x must hold at least one sample, got shape {x.shape}")
         if getattr(self, "data_min_", None) is None:
             self._fitted_ndim = self._fitted_kept = None
+            self.data_min_ = self.data_max_ = None
             self.n_samples_seen_ = 0
         axes, kept = self._axes_for(x)
         data_min, data_max = (a.reshape(kept) for a in _min_max(x, axes))
@@ -507,10 +532,14 @@ def normalize(x, norm="l2", axis=-1, *, out=None, dtype=np.float32):
         m = moments(x, axis=axes)
         norms = np.sqrt(m.m2 + m.count * m.mean * m.mean)  # sum of squares, no cancellation
     elif norm == "l1":
-        norms = (moments(x, axis=axes).mean * math.prod(x.shape[a] for a in axes)
-                 if x.dtype.kind == "u" else np.sum(np.abs(x), axis=axes, dtype=np.float64))
+        if x.dtype.kind == "u":
+            norms = moments(x, axis=axes).mean * math.prod(x.shape[a] for a in axes)
+        else:  # |x| in float64: abs(-128) overflows int8
+            norms = np.sum(np.abs(x, dtype=np.float64), axis=axes)
     elif norm == "max":
-        norms = np.max(np.abs(x), axis=axes).astype(np.float64) if x.size else np.zeros(())
+        # max(|min|, |max|) in float64, without an |x| temporary.
+        norms = np.maximum(np.abs(np.min(x, axis=axes).astype(np.float64)),
+                           np.abs(np.max(x, axis=axes).astype(np.float64)))
     else:
         raise ValueError(f"norm must be 'l1', 'l2' or 'max', got {norm!r}")
     norms = np.asarray(norms, dtype=np.float64)

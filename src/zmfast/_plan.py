@@ -76,6 +76,9 @@ def moments(x, axes, want_m2, kernel):
     """
     kept_axes = [ax for ax in range(x.ndim) if ax not in axes]
     out_shape = tuple(x.shape[ax] for ax in kept_axes)
+    if x.size == 0:  # no outputs (a kept extent is 0) or nothing to reduce: no kernel call
+        with np.errstate(invalid="ignore"):
+            return np.full(out_shape, np.nan), (np.zeros(out_shape) if want_m2 else None)
     out_strides = _c_strides(out_shape)
     kept = _merge_adjacent(
         (x.shape[ax], x.strides[ax], out_strides[i])
@@ -145,7 +148,10 @@ def moments(x, axes, want_m2, kernel):
 def _fold_lanes(mean, m2, outer_size, group, lanes_per_row, count_per_lane):
     """Fold ``group`` equal-count copies of each lane back into one (Chan, equal counts)."""
     mean = mean.reshape(outer_size, group, lanes_per_row)
-    folded_mean = mean.mean(axis=1)
+    # Shifted by the first copy, so equal copies (a constant feature) fold to exactly their
+    # value and a zero spread.
+    first = mean[:, :1, :]
+    folded_mean = first[:, 0, :] + (mean - first).mean(axis=1)
     folded_m2 = None
     if m2 is not None:
         spread = mean - folded_mean[:, None, :]
@@ -170,8 +176,8 @@ def affine(x, mean, std, out, layout, kernel):
     elementwise; ``mean`` and ``inv`` share ``stats_strides``. ``out`` is C-contiguous.
     """
     mean, std = np.broadcast_arrays(mean, std)
-    mean = np.ascontiguousarray(mean, dtype=np.float64)
-    inv = np.ascontiguousarray(1.0 / std, dtype=np.float64)
+    mean = np.array(mean, dtype=np.float64, order="C")  # (ascontiguousarray makes 0-d 1-d)
+    inv = np.array(1.0 / std, dtype=np.float64, order="C")
     x_view = channels_last_view(x, layout)
     stats_view = np.broadcast_to(mean, x_view.shape)
     if layout == "channels_first":

@@ -70,7 +70,7 @@ def _reduce(a, axis, want_m2, ddof=0):
     without a fast path)."""
     axes = normalize_axes(axis, a.ndim)
     count = math.prod(a.shape[ax] for ax in axes)
-    if count - ddof <= 0 or count == 0 or not is_fast(a):
+    if count - ddof <= 0 or a.size == 0 or not is_fast(a):
         return axes, count, None
     return axes, count, _config.backend().moments(a, axes, want_m2)
 

@@ -48,7 +48,7 @@ def _flat(a):
     """A 1-D view from the lowest address of ``a`` over its whole span, and the element index
     of ``a``'s own first element in it."""
     index = tuple(slice(None, None, -1) if s < 0 else slice(None) for s in a.strides)
-    lowest = a[index]
+    lowest = a[index + (Ellipsis,)]  # the Ellipsis keeps a 0-d view an array, not a scalar
     span = 1 + sum((n - 1) * abs(s) for n, s in zip(a.shape, a.strides)) // a.itemsize
     flat = np.lib.stride_tricks.as_strided(lowest, shape=(span,), strides=(a.itemsize,),
                                            writeable=a.flags.writeable)

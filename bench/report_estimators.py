@@ -1,0 +1,160 @@
+"""The "Estimators" section of the benchmark report, from test_bench_estimators.py's results.
+
+    python bench/report_estimators.py bench/results/20250101-120000.json
+    python bench/report_estimators.py RESULT.json --append bench/results/report.md
+
+Each benchmark of test_bench_estimators.py carries ``extra_info["suite"] == "estimators"``,
+its comparison, its role (``baseline`` or ``candidate``), the implementation a candidate is
+measured against and the comparison's target. The section has a table per data set: a row
+per candidate with its median, its baseline's median, the ratio and whether the target is
+met (a speed-up over scikit-learn of at least 10x; ``partial_fit`` within 1.5x of ``fit``).
+
+report.py's workload tables skip these records (they have no ``operation``); to put the
+section into its report, call ``render_comparisons(load_comparisons(json_path))`` and append
+the lines to the markdown. Standalone here so that it does not depend on report.py's
+internals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+
+ZMFAST_BACKENDS = ("cpp", "numba", "numpy")
+
+
+@dataclasses.dataclass(frozen=True)
+class ComparisonRecord:
+    """One benchmark of test_bench_estimators.py."""
+    data: str  # the workload's name
+    shape: tuple
+    dtype: str
+    comparison: str
+    comparison_label: str
+    implementation: str  # unique within the comparison
+    backend: str  # a zmfast backend or "scikit-learn"
+    role: str  # "baseline" or "candidate"
+    baseline: str | None  # a candidate's baseline: an implementation of its comparison
+    target: dict  # {"kind": "speedup" | "slowdown", "value": float}
+    code: str
+    threads: int
+    median: float
+    rounds: int
+
+
+def comparison_records(data: dict) -> list:
+    """The estimator benchmarks of a pytest-benchmark JSON document, in its order."""
+    records = []
+    for bench in data.get("benchmarks", []):
+        info = bench.get("extra_info", {})
+        if info.get("suite") != "estimators":
+            continue
+        stats = bench["stats"]
+        records.append(ComparisonRecord(
+            data=info["data"], shape=tuple(info.get("shape", ())),
+            dtype=info.get("dtype", "uint8"), comparison=info["comparison"],
+            comparison_label=info.get("comparison_label", info["comparison"]),
+            implementation=info["implementation"], backend=info.get("backend", ""),
+            role=info.get("role", "candidate"), baseline=info.get("baseline"),
+            target=dict(info.get("target") or {}), code=info.get("code", ""),
+            threads=int(info.get("threads", 1)), median=float(stats["median"]),
+            rounds=int(stats["rounds"])))
+    return records
+
+
+def load_comparisons(path) -> list:
+    with open(path, encoding="utf-8") as handle:
+        return comparison_records(json.load(handle))
+
+
+def format_time(seconds: float) -> str:
+    unit, scale = next(((u, s) for u, s in (("s", 1.0), ("ms", 1e-3)) if seconds >= s),
+                       ("µs", 1e-6))
+    value = seconds / scale
+    digits = 0 if value >= 100 else 1 if value >= 10 else 2
+    return f"{value:.{digits}f} {unit}"
+
+
+def comparison_ratio(candidate: ComparisonRecord, baseline: ComparisonRecord):
+    """(ratio, text, target text, met) of a candidate against its baseline: a speed-up
+    (baseline over candidate) for ``kind="speedup"``, else a slow-down (candidate over
+    baseline) that must stay under the target."""
+    kind, value = candidate.target.get("kind", "speedup"), candidate.target.get("value")
+    if candidate.median <= 0 or baseline.median <= 0:
+        return None, "–", "", None
+    if kind == "slowdown":
+        ratio = candidate.median / baseline.median
+        text = f"{ratio:.2f}× of {baseline.implementation}"
+        target = "" if value is None else f"≤ {value:g}×"
+        met = None if value is None else ratio <= value
+    else:
+        ratio = baseline.median / candidate.median
+        text = f"{ratio:.1f}× faster"
+        target = "" if value is None else f"≥ {value:g}× faster"
+        met = None if value is None else ratio >= value
+    return ratio, text, target, met
+
+
+def render_comparisons(comparisons: list) -> list:
+    """Markdown lines: per data set, a row per candidate next to its baseline."""
+    lines = []
+    by_data = {}
+    for record in comparisons:
+        by_data.setdefault(record.data, []).append(record)
+    for data, records in by_data.items():
+        first = records[0]
+        shape = " × ".join(map(str, first.shape))
+        itemsize = {"uint8": 1, "uint16": 2, "float32": 4, "float64": 8}.get(first.dtype, 1)
+        mib = math.prod(first.shape) * itemsize / 2**20 if first.shape else 0.0
+        lines += [f"### Estimators, {data}: {shape} {first.dtype} ({mib:.1f} MiB)", "",
+                  "| comparison | zmfast | time | against | its time | ratio | target |",
+                  "|---|---|---:|---|---:|---:|---|"]
+        index = {(r.comparison, r.implementation): r for r in records}
+        order = list(dict.fromkeys(r.comparison for r in records))
+        candidates = sorted((r for r in records if r.role == "candidate"),
+                            key=lambda r: order.index(r.comparison))
+        for record in candidates:
+            baseline = index.get((record.comparison, record.baseline))
+            if baseline is None:
+                cells = [record.baseline or "–", "–", "–", ""]
+            else:
+                _, text, target, met = comparison_ratio(record, baseline)
+                mark = "" if met is None else (" ✓" if met else " ✗")
+                cells = [baseline.implementation, format_time(baseline.median), text,
+                         target + mark]
+            lines.append(f"| {record.comparison_label} | {record.implementation} | "
+                         f"{format_time(record.median)} | " + " | ".join(cells) + " |")
+        lines += ["", "Median times. What each case runs:", ""]
+        for record in records:
+            threads = f"{record.threads} thread{'s' if record.threads != 1 else ''}"
+            lines.append(f"- **{record.implementation}** ({record.backend}, {threads}, "
+                         f"{record.rounds} rounds): `{record.code}`")
+        lines.append("")
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("json", type=Path, help="a pytest-benchmark JSON")
+    parser.add_argument("--append", type=Path, metavar="FILE",
+                        help="append the section to this markdown file instead of printing")
+    args = parser.parse_args(argv)
+    comparisons = load_comparisons(args.json)
+    if not comparisons:
+        print(f"{args.json} holds no estimator benchmarks", file=sys.stderr)
+        return 1
+    text = "\n".join(render_comparisons(comparisons))
+    if args.append:
+        with open(args.append, "a", encoding="utf-8") as handle:
+            handle.write("\n" + text)
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
