@@ -118,10 +118,14 @@ ZM_TARGET_AVX512 ZM_INLINE __m128i half8_avx512(__m512d d) {
   return _mm256_cvtps_ph(_mm256_castsi256_ps(odd), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
 
-// 16 values from x[i]: (x - mean) * inv in float64, rounded to O, stored at out[i].
-template <class O, bool kConstantStats, bool kStream>
+// 16 values from x[i]: (x - mean) * inv in float64, rounded to O, stored at out[i]: all
+// 16 (streaming or not), or only the lanes in `keep` (a normal masked store).
+enum class Store { normal, stream, masked };
+
+template <class O, bool kConstantStats, Store kStore>
 ZM_TARGET_AVX512 ZM_INLINE void affine_u8_step16(const uint8_t* x, const double* mean,
-                                                 const double* inv, O* out, int64_t i) {
+                                                 const double* inv, O* out, int64_t i,
+                                                 __mmask16 keep = 0xffff) {
   const __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
   __m512d lo = _mm512_cvtepi32_pd(_mm512_castsi512_si256(w));
   __m512d hi = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(w, 1));
@@ -137,18 +141,24 @@ ZM_TARGET_AVX512 ZM_INLINE void affine_u8_step16(const uint8_t* x, const double*
   if constexpr (std::is_same<O, float>::value) {
     const __m512 f = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo)),
                                         _mm512_cvtpd_ps(hi), 1);
-    if constexpr (kStream) _mm512_stream_ps(out + i, f);
+    if constexpr (kStore == Store::stream) _mm512_stream_ps(out + i, f);
+    else if constexpr (kStore == Store::masked) _mm512_mask_storeu_ps(out + i, keep, f);
     else _mm512_storeu_ps(out + i, f);
   } else {
     const __m256i h = _mm256_set_m128i(half8_avx512(hi), half8_avx512(lo));
-    if constexpr (kStream) _mm256_stream_si256(reinterpret_cast<__m256i*>(out + i), h);
-    else _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), h);
+    if constexpr (kStore == Store::stream)
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(out + i), h);
+    else if constexpr (kStore == Store::masked)
+      _mm256_mask_storeu_epi16(reinterpret_cast<__m256i*>(out + i), keep, h);
+    else
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), h);
   }
 }
 
-// A run of n values; streaming stores from the first 64-byte boundary of out. The unaligned
-// first and last steps overlap the aligned ones: recomputing a value is cheaper than scalar
-// code.
+// A run of n values. Streaming stores start at the first 64-byte boundary of out; the values
+// before it and after the last full step are computed by an in-bounds step and stored with a
+// mask, never by a normal store into a line that streaming stores also write (that mix
+// stalls). Without streaming, the first and last steps simply overlap their neighbours.
 template <class O, bool kConstantStats>
 ZM_TARGET_AVX512 void affine_u8_avx512(const uint8_t* x, const double* mean, const double* inv,
                                        O* out, int64_t n, bool stream) {
@@ -161,13 +171,22 @@ ZM_TARGET_AVX512 void affine_u8_avx512(const uint8_t* x, const double* mean, con
   const uintptr_t address = reinterpret_cast<uintptr_t>(out);
   int64_t i = 0;
   if (stream && address % sizeof(O) == 0) {
-    const int64_t head = int64_t((64 - address % 64) % 64) / int64_t(sizeof(O));
-    if (head) affine_u8_step16<O, kConstantStats, false>(x, mean, inv, out, 0);
-    for (i = head; i + 16 <= n; i += 16) affine_u8_step16<O, kConstantStats, true>(x, mean, inv, out, i);
-  } else {
-    for (; i + 16 <= n; i += 16) affine_u8_step16<O, kConstantStats, false>(x, mean, inv, out, i);
+    const int64_t head = std::min<int64_t>(n, int64_t((64 - address % 64) % 64) / int64_t(sizeof(O)));
+    if (head)
+      affine_u8_step16<O, kConstantStats, Store::masked>(x, mean, inv, out, 0,
+                                                         __mmask16((1u << head) - 1));
+    for (i = head; i + 16 <= n; i += 16)
+      affine_u8_step16<O, kConstantStats, Store::stream>(x, mean, inv, out, i);
+    if (i < n) {  // the last n - i values are the top lanes of the step at n - 16
+      const int64_t rest = n - i;
+      affine_u8_step16<O, kConstantStats, Store::masked>(
+          x, mean, inv, out, n - 16, __mmask16(0xffffu << (16 - rest)));
+    }
+    return;
   }
-  if (i < n) affine_u8_step16<O, kConstantStats, false>(x, mean, inv, out, n - 16);
+  for (; i + 16 <= n; i += 16)
+    affine_u8_step16<O, kConstantStats, Store::normal>(x, mean, inv, out, i);
+  if (i < n) affine_u8_step16<O, kConstantStats, Store::normal>(x, mean, inv, out, n - 16);
 }
 
 template <bool kConstantStats>

@@ -229,8 +229,10 @@ def axes(ndim):
     """None, an int (possibly negative), or a tuple of distinct axes (possibly empty)."""
     if ndim == 0:
         return st.sampled_from([None, ()])
-    single = st.integers(-ndim, ndim - 1)
-    many = st.lists(single, unique_by=lambda ax: ax % ndim, max_size=ndim).map(tuple)
+    plain = st.integers(-ndim, ndim - 1)
+    # NumPy integers are axes too (operator.index).
+    single = st.one_of(plain, plain, plain.map(np.int64), plain.map(np.intp))
+    many = st.lists(single, unique_by=lambda ax: int(ax) % ndim, max_size=ndim).map(tuple)
     return st.one_of(st.none(), single, many)
 
 
@@ -240,7 +242,7 @@ def normalize_axes(axis, ndim):
         return tuple(range(ndim))
     if not isinstance(axis, tuple):
         axis = (axis,)
-    return tuple(sorted(ax % ndim for ax in axis))
+    return tuple(sorted(int(ax) % ndim for ax in axis))
 
 
 DTYPE_ARGS = (None, None, None, np.float64, np.float32, np.float16, np.int64)

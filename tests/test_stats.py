@@ -13,10 +13,17 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, note
 from hypothesis import strategies as st
-from reference import (Reference, assert_close_to_reference, capture, rounded,
-                       warning_kinds)
-from strategies import (ALL_DTYPES, DTYPE_ARGS, FAST_DTYPES, LAYOUTS, arrays, axes, is_fast,
-                        layout_view, normalize_axes)
+from reference import Reference, assert_close_to_reference, capture, rounded, warning_kinds
+from strategies import (
+    ALL_DTYPES,
+    DTYPE_ARGS,
+    FAST_DTYPES,
+    LAYOUTS,
+    arrays,
+    axes,
+    is_fast,
+    normalize_axes,
+)
 
 import zmfast as zm
 
@@ -58,9 +65,9 @@ def check_reduction(name, x, axis, keepdims, dtype, ddof, out_factory=None, ref_
     if name != "mean":
         kwargs["ddof"] = ddof
     np_function, zm_function = getattr(np, name), getattr(zm, name)
-    expected, np_exc, np_warnings = capture(lambda: np_function(x, **kwargs))
+    expected, np_exc, np_warnings = capture(np_function, x, **kwargs)
     if np_exc is not None:
-        got, zm_exc, _ = capture(lambda: zm_function(x, **kwargs))
+        got, zm_exc, _ = capture(zm_function, x, **kwargs)
         assert isinstance(zm_exc, type(np_exc)), (np_exc, zm_exc, got)
         return
     out = out_np = None
@@ -68,11 +75,11 @@ def check_reduction(name, x, axis, keepdims, dtype, ddof, out_factory=None, ref_
     if out_factory is not None:
         out, out_np = out_factory(exp_array.shape, exp_array.dtype)
         kwargs_np = dict(kwargs, out=out_np)
-        expected, np_exc, np_warnings = capture(lambda: np_function(x, **kwargs_np))
+        expected, np_exc, np_warnings = capture(np_function, x, **kwargs_np)
         assert np_exc is None, np_exc
         assert expected is out_np
         kwargs["out"] = out
-    got, zm_exc, zm_warnings = capture(lambda: zm_function(x, **kwargs))
+    got, zm_exc, zm_warnings = capture(zm_function, x, **kwargs)
     assert zm_exc is None, f"zm.{name} raised {zm_exc!r} where NumPy returned {expected!r}"
     if out is not None:
         assert got is out, "zm must fill and return out"
@@ -197,8 +204,8 @@ def test_array_likes(backend, name, data):
     axis = data.draw(axes(ndim))
     ddof = data.draw(st.sampled_from([0, 1]))
     kwargs = {"axis": axis} if name == "mean" else {"axis": axis, "ddof": ddof}
-    expected, np_exc, np_w = capture(lambda: getattr(np, name)(value, **kwargs))
-    got, zm_exc, zm_w = capture(lambda: getattr(zm, name)(value, **kwargs))
+    expected, np_exc, np_w = capture(getattr(np, name), value, **kwargs)
+    got, zm_exc, zm_w = capture(getattr(zm, name), value, **kwargs)
     assert (np_exc is None) == (zm_exc is None), (np_exc, zm_exc)
     assert warning_kinds(np_w) == warning_kinds(zm_w)
     assert isinstance(got, np.ndarray) == isinstance(expected, np.ndarray)
@@ -280,8 +287,8 @@ def test_zero_dimensional_input(backend, name, dtype):
         x = np.array(value, dtype=dtype)
         for axis in (None, (), 0, -1):
             kwargs = {"axis": axis}
-            expected, np_exc, _ = capture(lambda: getattr(np, name)(x, **kwargs))
-            got, zm_exc, _ = capture(lambda: getattr(zm, name)(x, **kwargs))
+            expected, np_exc, _ = capture(getattr(np, name), x, **kwargs)
+            got, zm_exc, _ = capture(getattr(zm, name), x, **kwargs)
             if np_exc is not None:
                 assert isinstance(zm_exc, type(np_exc)), (np_exc, zm_exc)
                 continue
@@ -455,7 +462,8 @@ def test_moments_match_reference(backend, case, data):
 def test_moments_merge_equals_whole(backend, case, data):
     """Moments of the parts, merged in any grouping, equal the moments of the whole."""
     x = case.array
-    axis = data.draw(axes(x.ndim).filter(lambda a: a is None or a != ()), label="axis")
+    axis = data.draw(axes(x.ndim).filter(lambda a: not isinstance(a, tuple) or len(a) > 0),
+                     label="axis")
     axes_ = normalize_axes(axis, x.ndim)
     split_axis = data.draw(st.sampled_from(axes_), label="split axis")
     n = x.shape[split_axis]

@@ -54,6 +54,16 @@ def _layout_shapes(shape, layout):
     return shape, shape
 
 
+def aligned_empty(shape, dtype, alignment=64):
+    """``np.empty`` starting on a cache-line boundary, so the kernels' streaming stores cover
+    whole lines from the first element (NumPy's allocator gives 16 bytes)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + alignment, dtype=np.uint8)
+    start = -raw.ctypes.data % alignment
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
 def run_affine(x, mean, std, out, dtype, layout):
     """Fill (or allocate) the output of ``(x - mean) / std`` in ``layout``; the arguments
     are already validated except ``out``."""
@@ -64,7 +74,7 @@ def run_affine(x, mean, std, out, dtype, layout):
     # goes through a temporary.
     direct = (out is not None and out.flags.c_contiguous
               and not np.may_share_memory(out, x))
-    target = out if direct else np.empty(shape, dtype)
+    target = out if direct else aligned_empty(shape, dtype)
     backend = _config.backend()
     if not is_fast(x) or x.size == 0:
         backend = _config._load("numpy")

@@ -166,6 +166,17 @@ def channels_last_view(x, layout):
     return np.moveaxis(x, -3, -1) if layout == "channels_last" else x
 
 
+def _peel_to_line(out, extent, out_stride, line=64):
+    """The fewest whole pixels (of ``extent`` values) after which ``out`` is at a line
+    boundary, or 0 if none is (then nothing is gained by peeling)."""
+    address = out.__array_interface__["data"][0]
+    pixel = extent * out_stride
+    for peel in range(line // math.gcd(pixel, line)):
+        if (address + peel * pixel) % line == 0:
+            return peel
+    return 0
+
+
 def affine(x, mean, std, out, layout, kernel):
     """Run ``kernel`` on the canonical form of ``out = (x - mean) / std``.
 
@@ -198,16 +209,25 @@ def affine(x, mean, std, out, layout, kernel):
             and dims[-2][1:] == (extent * x.itemsize, 0, extent * out.itemsize)
             and all(d[2] == 0 for d in dims[:-2])):
         group = -(-WIDE_RUN // extent)
-        rows, tail = divmod(dims[-2][0], group)
+        pixels = dims[-2][0]
+        # Peel the first few pixels so that the wide rows start on a cache line of out: then
+        # the kernel's streaming stores cover whole lines (a line shared between two rows
+        # costs a stall per row).
+        peel = _peel_to_line(out, extent, out_stride) if len(dims) == 2 else 0
+        rows, tail = divmod(pixels - peel, group)
         if rows >= 1:
             period = np.lib.stride_tricks.as_strided(mean, shape=(extent,), strides=(8,))
             period_inv = np.lib.stride_tricks.as_strided(inv, shape=(extent,), strides=(8,))
             wide = [(rows, x_stride * extent * group, 0, out_stride * extent * group),
                     (extent * group, x_stride, 8, out_stride)]
-            call(dims[:-2] + wide, 0, np.tile(period, group), np.tile(period_inv, group), 0)
+            pixel_x, pixel_out = extent * x_stride, extent * out_stride
+            if peel:
+                call([(peel,) + dims[-2][1:], dims[-1]], 0, mean, inv, 0)
+            call(dims[:-2] + wide, peel * pixel_x, np.tile(period, group),
+                 np.tile(period_inv, group), peel * pixel_out)
             if tail:
-                tail_dims = dims[:-2] + [(tail,) + dims[-2][1:], dims[-1]]
-                call(tail_dims, rows * group * extent * x_stride, mean, inv,
-                     rows * group * extent * out_stride)
+                done = peel + rows * group
+                call(dims[:-2] + [(tail,) + dims[-2][1:], dims[-1]], done * pixel_x, mean, inv,
+                     done * pixel_out)
             return
     call(dims, 0, mean, inv, 0)
