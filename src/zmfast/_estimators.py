@@ -50,6 +50,13 @@ class _Estimator:
                              f"{type(self).__name__} was fitted with shape {fitted}")
         return axes, kept
 
+    def _counted(self, x, kept):
+        """Record a fitted batch: samples seen and the shape the statistics must keep."""
+        self.n_samples_seen_ += x.shape[0]
+        self._fitted_ndim, self._fitted_kept = x.ndim, kept
+        self.n_features_in_ = x.shape[1] if x.ndim == 2 else None
+        return self
+
     def _stats_shape(self):
         """The statistics reshaped with the reduced axes kept as 1, for broadcasting."""
         axes = normalize_axes(self.axis, self._fitted_ndim)
@@ -137,10 +144,7 @@ class StandardScaler(_Estimator):
             return self
         batch = moments(x, axis=axes)
         self.moments_ = batch if self.moments_ is None else self.moments_.merge(batch)
-        self.n_samples_seen_ += x.shape[0]
-        self._fitted_ndim, self._fitted_kept = x.ndim, kept
-        self.n_features_in_ = x.shape[1] if x.ndim == 2 else None
-        return self
+        return self._counted(x, kept)
 
     @property
     def mean_(self):
@@ -470,10 +474,7 @@ class MinMaxScaler(_Estimator):
             data_min = np.minimum(self.data_min_, data_min)
             data_max = np.maximum(self.data_max_, data_max)
         self.data_min_, self.data_max_ = data_min, data_max
-        self.n_samples_seen_ += x.shape[0]
-        self._fitted_ndim, self._fitted_kept = x.ndim, kept
-        self.n_features_in_ = x.shape[1] if x.ndim == 2 else None
-        return self
+        return self._counted(x, kept)
 
     @property
     def data_range_(self):
