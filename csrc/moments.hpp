@@ -137,7 +137,7 @@ template <class T> ZM_INLINE double block_shift(T first) {
 // ---------------------------------------------------------------------------------------
 // Column reduction: rows [r0, r1) of `rows` (x byte strides), lanes [0, lanes) at byte
 // stride `lane_stride`, into per-lane running moments `out`.
-constexpr int64_t kLaneBlock = 4096;  // lanes per pass: a page of bytes per row, sums in L1/L2
+constexpr int64_t kLaneBlock = 16384;  // lanes per pass: a page of bytes per row, sums in L1/L2
 
 template <class T, bool kWantM2>
 ZM_INLINE void column_moments_impl(const char* base, const Space& rows, int64_t r0, int64_t r1,
@@ -378,6 +378,15 @@ template <class T, bool M2> RowArgs* row_moments_for(Level level) {
   return row_moments_base<T, M2>;
 }
 
+// Per-lane partial moments, kept by the calling thread between calls: a fresh multi-MB
+// buffer per call (per-pixel statistics) would cost page faults and zeroing on every call.
+// The kernels assign every entry before reading it, so it is never cleared.
+inline Running* reusable_scratch(size_t n) {
+  static thread_local std::vector<Running> buffer;
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
+}
+
 // ---------------------------------------------------------------------------------------
 // The whole reduction. `kept` dims: array 0 = x byte strides, array 1 = output element
 // strides. `red` dims: array 0 = x byte strides, innermost (smallest stride) last.
@@ -416,15 +425,14 @@ void reduce_moments(const char* base, const Space& kept, const Space& red, doubl
     }
     const int64_t n_outer = outer.size();
     if (n_outer >= threads) {  // many independent outputs: one serial column task each
-      std::vector<Running> scratch(size_t(threads) * size_t(lanes));
+      Running* const scratch = reusable_scratch(size_t(threads) * size_t(lanes));
       parallel_tasks(threads, threads, [&](int64_t t) {
         int64_t o0, o1;
         split_range(n_outer, threads, t, o0, o1);
         if (o0 >= o1) return;
-        Running* acc = scratch.data() + t * lanes;
+        Running* acc = scratch + t * lanes;
         Counter o(outer, o0);
         for (int64_t i = o0; i < o1; ++i, o.next()) {
-          std::fill(acc, acc + lanes, Running{});
           column_moments(base + o.offset[0], red, 0, count, lane_stride, lanes,
                                      acc);
           for (int64_t k = 0; k < lanes; ++k) store(o.offset[1] + k * lane_out_stride, acc[k]);
@@ -436,10 +444,9 @@ void reduce_moments(const char* base, const Space& kept, const Space& red, doubl
     // lanes when there are fewer rows than threads; then merge the chunks lane by lane.
     const int64_t row_chunks = std::min<int64_t>(threads, count);
     const int64_t lane_chunks = std::max<int64_t>(1, threads / row_chunks);
-    std::vector<Running> partial(size_t(row_chunks) * size_t(lanes));
+    Running* const partial = reusable_scratch(size_t(row_chunks) * size_t(lanes));
     Counter o(outer, 0);
     for (int64_t i = 0; i < n_outer; ++i, o.next()) {
-      std::fill(partial.begin(), partial.end(), Running{});
       const char* origin = base + o.offset[0];
       parallel_tasks(row_chunks * lane_chunks, threads, [&](int64_t task) {
         const int64_t rc = task % row_chunks, lc = task / row_chunks;
@@ -447,7 +454,7 @@ void reduce_moments(const char* base, const Space& kept, const Space& red, doubl
         split_range(count, row_chunks, rc, r0, r1);
         split_range(lanes, lane_chunks, lc, k0, k1);
         column_moments(origin + k0 * lane_stride, red, r0, r1, lane_stride,
-                                   k1 - k0, partial.data() + rc * lanes + k0);
+                                   k1 - k0, partial + rc * lanes + k0);
       });
       parallel_tasks(threads, threads, [&](int64_t t) {
         int64_t k0, k1;

@@ -100,9 +100,13 @@ class Reference:
         return EPS64 * self.scale * self._terms()
 
     def var_atol(self, ddof=0):
+        # The last term: Chan's merge of float64 means (blocks, lanes, threads, Moments.merge)
+        # costs about eps * scale * spread when the data sit far from zero (65530 + U{0..7}).
         divisor = max(self.count - ddof, 1)
-        return (EPS64 * self.spread ** 2 * self._terms() * max(1.0, self.count / divisor)
-                + (EPS64 * self.scale * self._terms()) ** 2)
+        ratio = max(1.0, self.count / divisor)
+        return (EPS64 * self.spread ** 2 * self._terms() * ratio
+                + (EPS64 * self.scale * self._terms()) ** 2
+                + EPS64 * self.scale * self.spread * ratio)
 
 
 def rounded(values, dtype):
