@@ -96,8 +96,10 @@ def _finish(result, a, axes, dtype, out, keepdims):
 def _numpy_first(a, dtype):
     """Return the input as an array, or None when the call belongs to NumPy itself."""
     a = np.asanyarray(a)
+    if isinstance(a, np.memmap):
+        a = np.asarray(a)  # a memory-mapped dataset is plain data: the fast path
     if type(a) is not np.ndarray:
-        return None  # subclasses (masked arrays, matrices) keep NumPy's own behaviour
+        return None  # other subclasses (masked arrays, matrices) keep NumPy's own behaviour
     if dtype is not None and np.dtype(dtype).kind != "f":
         return None  # integer or complex accumulation: NumPy's semantics exactly
     return a
