@@ -671,6 +671,11 @@ def main(argv=None) -> int:
         print("no chart: matplotlib is not installed (pip install -r "
               "bench/requirements-peers.txt) or there is nothing to plot", file=sys.stderr)
     markdown = render_markdown(results, chart)
+    # The estimators' comparisons (test_bench_estimators.py), when the run has them.
+    import report_estimators
+    comparisons = report_estimators.load_comparisons(json_path)
+    if comparisons:
+        markdown += "\n" + "\n".join(report_estimators.render_comparisons(comparisons)) + "\n"
     args.output.write_text(markdown, encoding="utf-8")
     print(markdown)
     print(f"wrote {args.output}" + (f" and {chart_path}" if chart else "")

@@ -9,10 +9,8 @@ measured against and the comparison's target. The section has a table per data s
 per candidate with its median, its baseline's median, the ratio and whether the target is
 met (a speed-up over scikit-learn of at least 10x; ``partial_fit`` within 1.5x of ``fit``).
 
-report.py's workload tables skip these records (they have no ``operation``); to put the
-section into its report, call ``render_comparisons(load_comparisons(json_path))`` and append
-the lines to the markdown. Standalone here so that it does not depend on report.py's
-internals.
+report.py's workload tables skip these records (they have no ``operation``); report.py
+appends this section to its report when the run has them.
 """
 
 from __future__ import annotations
@@ -23,6 +21,8 @@ import json
 import math
 import sys
 from pathlib import Path
+
+from report import format_time
 
 ZMFAST_BACKENDS = ("cpp", "numba", "numpy")
 
@@ -69,14 +69,6 @@ def comparison_records(data: dict) -> list:
 def load_comparisons(path) -> list:
     with open(path, encoding="utf-8") as handle:
         return comparison_records(json.load(handle))
-
-
-def format_time(seconds: float) -> str:
-    unit, scale = next(((u, s) for u, s in (("s", 1.0), ("ms", 1e-3)) if seconds >= s),
-                       ("µs", 1e-6))
-    value = seconds / scale
-    digits = 0 if value >= 100 else 1 if value >= 10 else 2
-    return f"{value:.{digits}f} {unit}"
 
 
 def comparison_ratio(candidate: ComparisonRecord, baseline: ComparisonRecord):
