@@ -25,8 +25,10 @@ MIN_ELEMENTS_PER_THREAD = 1 << 16
 
 # Integer accumulators: 8-bit values in 32-bit lanes for blocks of 2**16 (S2 < 2**32), 16-bit
 # values in 64-bit lanes for blocks short enough that n * S2 < 2**63.
-INT_ACCUMULATOR = {np.dtype(np.uint8): (np.uint32, 1 << 16), np.dtype(np.int8): (np.int32, 1 << 16),
-                   np.dtype(np.uint16): (np.int64, 1 << 15), np.dtype(np.int16): (np.int64, 1 << 16)}
+INT_ACCUMULATOR = {np.dtype(np.uint8): (np.uint32, 1 << 16),
+                   np.dtype(np.int8): (np.int32, 1 << 16),
+                   np.dtype(np.uint16): (np.int64, 1 << 15),
+                   np.dtype(np.int16): (np.int64, 1 << 16)}
 
 _num_threads = 1
 
