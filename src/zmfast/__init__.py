@@ -8,21 +8,21 @@ optionally channels-first.
 __version__ = "0.1.0"
 
 from zmfast._config import (
-                            get_backend,
-                            get_num_threads,
-                            set_backend,
-                            set_num_threads,
-                            show_config,
-                            use_backend,
+    get_backend,
+    get_num_threads,
+    set_backend,
+    set_num_threads,
+    show_config,
+    use_backend,
 )
 from zmfast._estimators import (
-                            MinMaxScaler,
-                            StandardScaler,
-                            dataset_stats,
-                            fit_stream,
-                            iter_batches,
-                            minmax_scale,
-                            normalize,
+    MinMaxScaler,
+    StandardScaler,
+    dataset_stats,
+    fit_stream,
+    iter_batches,
+    minmax_scale,
+    normalize,
 )
 from zmfast._normalize import center, destandardize, standardize
 from zmfast._stats import Moments, mean, moments, std, var
