@@ -128,6 +128,15 @@ def _shift_of(value, exact):
 # --- column reduction: rows x lanes into per-lane running moments -----------------------
 
 @njit(cache=True)
+def _add_rows4(a, b, c, d, s1, s2, acc_type):
+    """Exact sums of four integer rows into the lanes (their squares too)."""
+    for k in range(a.size):
+        va, vb, vc, vd = acc_type(a[k]), acc_type(b[k]), acc_type(c[k]), acc_type(d[k])
+        s1[k] += va + vb + vc + vd
+        s2[k] += va * va + vb * vb + vc * vc + vd * vd
+
+
+@njit(cache=True)
 def _add_row(values, s1, s2, shift, want_m2, acc_type, exact):
     if exact:  # integers: unshifted, in the narrow accumulator type
         if want_m2:
@@ -167,7 +176,22 @@ def _column(x, base, row_ext, row_str, r0, r1, lane_stride, lanes, mean, m2, wan
                 s1[k] = 0
                 s2[k] = 0
                 shift[k] = _shift_of(x[first + k * lane_stride], exact)
-            for _ in range(bn):
+            r = 0
+            if exact and lane_stride == 1:
+                # Four rows a pass: the accumulators are read and written once per four values.
+                while r + 4 <= bn:
+                    p0 = base + offset + k0
+                    offset = _next(row_ext, row_str, index, offset)
+                    p1 = base + offset + k0
+                    offset = _next(row_ext, row_str, index, offset)
+                    p2 = base + offset + k0
+                    offset = _next(row_ext, row_str, index, offset)
+                    p3 = base + offset + k0
+                    offset = _next(row_ext, row_str, index, offset)
+                    _add_rows4(x[p0:p0 + kn], x[p1:p1 + kn], x[p2:p2 + kn], x[p3:p3 + kn], s1, s2,
+                               acc_type)
+                    r += 4
+            for _ in range(r, bn):
                 p = base + offset + k0 * lane_stride
                 if lane_stride == 1:  # a slice lets LLVM drop index checks and vectorise
                     _add_row(x[p:p + kn], s1, s2, shift, want_m2, acc_type, exact)
@@ -527,6 +551,39 @@ def _affine(x, x0, mean, inv, extent, xs, ss, out, o0, os, threads):
             _next(outer_ext, outer_xs, index, 0)
 
 
+@njit(cache=True, parallel=True)
+def _planes3(x, x0, mean, inv, images_ext, images_xs, images_ss, images_os, stats_step, plane,
+             out, o0, threads):
+    """Channels-first output of 3-channel pixels: each image's (P, 3) pixels are read once and
+    written to three planes of P values, with per-channel (or scalar) statistics."""
+    n_images = 1
+    for e in images_ext:
+        n_images *= e
+    for t in prange(threads):
+        lo, hi = _split(n_images * plane, threads, t)
+        index = np.zeros(images_ext.size, np.int64)
+        while lo < hi:
+            image, p0 = lo // plane, lo % plane
+            p1 = min(plane, p0 + hi - lo)
+            _seek(images_ext, images_xs, index, image)
+            xb, sb, ob = x0, 0, o0
+            for i in range(images_ext.size):
+                xb += index[i] * images_xs[i]
+                sb += index[i] * images_ss[i]
+                ob += index[i] * images_os[i]
+            m0, m1, m2 = mean[sb], mean[sb + stats_step], mean[sb + 2 * stats_step]
+            s0, s1, s2 = inv[sb], inv[sb + stats_step], inv[sb + 2 * stats_step]
+            pixels = x[xb + 3 * p0:xb + 3 * p1]
+            c0 = out[ob + p0:ob + p1]
+            c1 = out[ob + plane + p0:ob + plane + p1]
+            c2 = out[ob + 2 * plane + p0:ob + 2 * plane + p1]
+            for p in range(p1 - p0):
+                c0[p] = _convert((pixels[3 * p] - m0) * s0, out)
+                c1[p] = _convert((pixels[3 * p + 1] - m1) * s1, out)
+                c2[p] = _convert((pixels[3 * p + 2] - m2) * s2, out)
+            lo += p1 - p0
+
+
 def _affine_kernel(x, x_offset, mean, inv, extent, x_strides, stats_strides, out, out_offset,
                    out_strides):
     """The kernel interface of zmfast._plan.affine, as the extension's ``_core.affine``."""
@@ -536,6 +593,16 @@ def _affine_kernel(x, x_offset, mean, inv, extent, x_strides, stats_strides, out
     flat_mean, mean_origin = _flat(mean)
     flat_inv, _ = _flat(inv)
     total = math.prod(extent)
+    xs, ss = _elements(x_strides, x.itemsize), _elements(stats_strides, 8)
+    os = _elements(out_strides, out.itemsize)
+    if (len(extent) >= 2 and extent[-2] == 3 and xs[-1] == 3 and xs[-2] == 1 and ss[-1] == 0
+            and os[-1] == 1 and os[-2] == extent[-1]):
+        # (..., 3, P) planes from (..., P, 3) pixels: the cpp backend's channels-first loop.
+        _planes3(flat_x, x_origin + x_offset // x.itemsize, flat_mean[mean_origin:],
+                 flat_inv[mean_origin:], np.array(extent[:-2], np.int64), xs[:-2], ss[:-2],
+                 os[:-2], int(ss[-2]), int(extent[-1]), flat_out,
+                 out_origin + out_offset // out.itemsize, _use_threads(total))
+        return
     _affine(flat_x, x_origin + x_offset // x.itemsize, flat_mean[mean_origin:],
             flat_inv[mean_origin:], np.array(extent, np.int64), _elements(x_strides, x.itemsize),
             _elements(stats_strides, 8), flat_out, out_origin + out_offset // out.itemsize,
