@@ -67,7 +67,7 @@ def _merge_adjacent(dims):
     return merged
 
 
-def moments(x, axes, want_m2, kernel):
+def moments(x, axes, want_m2, kernel, wide_lanes=WIDE_LANES):
     """Run ``kernel`` on the canonical form of a moments reduction of ``x`` over ``axes``.
 
     ``kernel(x, offset, kept_shape, kept_strides, out_strides, red_shape, red_strides,
@@ -111,7 +111,7 @@ def moments(x, axes, want_m2, kernel):
     if (lane is kept[-1] if kept else False) and lane[1] == itemsize and lane[0] <= TINY_EXTENT \
             and inner_stride == lane[0] * itemsize:
         lanes_per_row = lane[0]
-        group = -(-WIDE_LANES // lanes_per_row)
+        group = -(-wide_lanes // lanes_per_row)
         rows, tail = divmod(inner_extent, group)
         if rows >= 2:
             outer = [(n, s, o // lanes_per_row * lanes_per_row * group) for n, s, o in kept[:-1]]

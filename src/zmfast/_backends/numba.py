@@ -128,12 +128,16 @@ def _shift_of(value, exact):
 # --- column reduction: rows x lanes into per-lane running moments -----------------------
 
 @njit(cache=True)
-def _add_rows4(a, b, c, d, s1, s2, acc_type):
-    """Exact sums of four integer rows into the lanes (their squares too)."""
-    for k in range(a.size):
-        va, vb, vc, vd = acc_type(a[k]), acc_type(b[k]), acc_type(c[k]), acc_type(d[k])
-        s1[k] += va + vb + vc + vd
-        s2[k] += va * va + vb * vb + vc * vc + vd * vd
+def _add_rows4(a, b, c, d, s1, s2, want_m2, acc_type):
+    """Exact sums of four integer rows into the lanes (and of their squares if wanted)."""
+    if want_m2:
+        for k in range(a.size):
+            va, vb, vc, vd = acc_type(a[k]), acc_type(b[k]), acc_type(c[k]), acc_type(d[k])
+            s1[k] += va + vb + vc + vd
+            s2[k] += va * va + vb * vb + vc * vc + vd * vd
+    else:
+        for k in range(a.size):
+            s1[k] += acc_type(a[k]) + acc_type(b[k]) + acc_type(c[k]) + acc_type(d[k])
 
 
 @njit(cache=True)
@@ -189,7 +193,7 @@ def _column(x, base, row_ext, row_str, r0, r1, lane_stride, lanes, mean, m2, wan
                     p3 = base + offset + k0
                     offset = _next(row_ext, row_str, index, offset)
                     _add_rows4(x[p0:p0 + kn], x[p1:p1 + kn], x[p2:p2 + kn], x[p3:p3 + kn], s1, s2,
-                               acc_type)
+                               want_m2, acc_type)
                     r += 4
             for _ in range(r, bn):
                 p = base + offset + k0 * lane_stride
@@ -609,8 +613,13 @@ def _affine_kernel(x, x_offset, mean, inv, extent, x_strides, stats_strides, out
             _elements(out_strides, out.itemsize), _use_threads(total))
 
 
+# Numba's per-row cost is higher than the C++ loop's: wider lanes for a tiny channel axis
+# (C=3) mean fewer, longer rows (measured: per-channel stats 1.3x faster than with 192).
+WIDE_LANES = 1536
+
+
 def moments(x, axes, want_m2=True):
-    return _plan.moments(x, axes, want_m2, _reduce)
+    return _plan.moments(x, axes, want_m2, _reduce, wide_lanes=WIDE_LANES)
 
 
 def affine(x, mean, std, out, layout):
