@@ -66,6 +66,28 @@ void moments(const py::array& x, int64_t offset, const Ints& kept_extent,
   throw py::type_error("moments: unsupported input dtype");
 }
 
+void add_sums(const py::array& x, int64_t rows, int64_t lanes,
+              py::array_t<int64_t, 0> s1, py::array_t<int64_t, 0> s2) {
+  if (!(x.flags() & py::array::c_style) || int64_t(x.size()) != rows * lanes || rows < 0)
+    throw std::invalid_argument("add_sums: x must be C-contiguous with rows * lanes elements");
+  if (!(s1.flags() & py::array::c_style) || !(s2.flags() & py::array::c_style) ||
+      int64_t(s1.size()) != lanes || int64_t(s2.size()) != lanes)
+    throw std::invalid_argument("add_sums: s1 and s2 must be contiguous int64 of lanes values");
+  const void* p = x.data();
+  int64_t* a = s1.mutable_data();
+  int64_t* b = s2.mutable_data();
+  const int threads = g_threads.load();
+  const char type = x.dtype().char_();
+  py::gil_scoped_release release;
+  switch (type) {
+    case 'B': return zm::add_column_sums(static_cast<const uint8_t*>(p), rows, lanes, a, b, threads);
+    case 'b': return zm::add_column_sums(static_cast<const int8_t*>(p), rows, lanes, a, b, threads);
+    case 'H': return zm::add_column_sums(static_cast<const uint16_t*>(p), rows, lanes, a, b, threads);
+    case 'h': return zm::add_column_sums(static_cast<const int16_t*>(p), rows, lanes, a, b, threads);
+  }
+  throw py::type_error("add_sums: x must be an 8- or 16-bit integer array");
+}
+
 template <class T>
 void run_affine(const char* x, const double* mean, const double* inv, char* out, char out_type,
                 const zm::Space& space, int threads) {
@@ -110,6 +132,8 @@ void affine(const py::array& x, int64_t x_offset, const py::array& mean, const p
 PYBIND11_MODULE(_core, m) {
   m.doc() = "zmfast's C++ kernels; use the zmfast package, not this module.";
   m.def("moments", &moments, "Moments (mean, M2) of a canonical strided reduction.");
+  m.def("add_sums", &add_sums,
+        "S1 += x.sum(0) and S2 += (x * x).sum(0), exactly, for integer x of shape (rows, lanes).");
   m.def("affine", &affine, "out = (x - mean) * inv over a canonical strided space.");
   m.def("set_num_threads", [](int n) { g_threads.store(n < 1 ? 1 : n); });
   m.def("simd_level", []() { return std::string(zm::level_name(zm::current_level())); },

@@ -388,6 +388,120 @@ inline Running* reusable_scratch(size_t n) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Exact running sums for streaming fits: `rows` contiguous rows of `lanes` integers (row
+// stride `row_stride` elements) are added into int64 per-lane totals S1 and S2, so that any
+// batching of a dataset gives the same totals. The caller bounds the rows a lane has seen so
+// that S2 stays below 2^63.
+constexpr int64_t kSumTile = 2048;  // lanes per pass: the 32-bit block sums stay in L1
+
+template <class T>
+ZM_INLINE void column_sums_impl(const T* x, int64_t row_stride, int64_t rows, int64_t lanes,
+                                int64_t* s1_out, int64_t* s2_out) {
+  using Sum = typename Accum<T>::Sum;
+  using SumSq = typename Accum<T>::SumSq;
+  alignas(64) Sum s1[kSumTile];
+  alignas(64) SumSq s2[kSumTile];
+  for (int64_t k0 = 0; k0 < lanes; k0 += kSumTile) {
+    const int64_t kn = std::min(kSumTile, lanes - k0);
+    for (int64_t b0 = 0; b0 < rows; b0 += Accum<T>::kBlock) {
+      const int64_t bn = std::min(Accum<T>::kBlock, rows - b0);
+      for (int64_t k = 0; k < kn; ++k) {
+        s1[k] = 0;
+        s2[k] = 0;
+      }
+      const T* row = x + b0 * row_stride + k0;
+      int64_t r = 0;
+      if constexpr (sizeof(T) == 1) {  // four rows a pass, as column_moments_impl
+        for (; r + 4 <= bn; r += 4, row += 4 * row_stride) {
+          const T *x0 = row, *x1 = row + row_stride, *x2 = x1 + row_stride,
+                  *x3 = x2 + row_stride;
+          for (int64_t k = 0; k < kn; ++k) {
+            s1[k] += Sum(int16_t(x0[k]) + int16_t(x1[k]) + int16_t(x2[k]) + int16_t(x3[k]));
+            s2[k] += SumSq(uint32_t(square(x0[k])) + square(x1[k]) + square(x2[k]) +
+                           square(x3[k]));
+          }
+        }
+      }
+      for (; r < bn; ++r, row += row_stride)
+        for (int64_t k = 0; k < kn; ++k) {
+          s1[k] += Sum(row[k]);
+          s2[k] += SumSq(square(row[k]));
+        }
+      for (int64_t k = 0; k < kn; ++k) {
+        s1_out[k0 + k] += int64_t(s1[k]);
+        s2_out[k0 + k] += int64_t(s2[k]);
+      }
+    }
+  }
+}
+
+using SumsArgs = void(const void*, int64_t, int64_t, int64_t, int64_t*, int64_t*);
+
+template <class T>
+void column_sums_base(const void* x, int64_t rs, int64_t r, int64_t l, int64_t* a, int64_t* b) {
+  column_sums_impl<T>(static_cast<const T*>(x), rs, r, l, a, b);
+}
+#if ZMFAST_X86_DISPATCH
+template <class T>
+ZM_TARGET_AVX2 void column_sums_avx2(const void* x, int64_t rs, int64_t r, int64_t l, int64_t* a,
+                                     int64_t* b) {
+  column_sums_impl<T>(static_cast<const T*>(x), rs, r, l, a, b);
+}
+template <class T>
+ZM_TARGET_AVX512 void column_sums_avx512(const void* x, int64_t rs, int64_t r, int64_t l,
+                                         int64_t* a, int64_t* b) {
+  column_sums_impl<T>(static_cast<const T*>(x), rs, r, l, a, b);
+}
+#endif
+
+template <class T> SumsArgs* column_sums_for(Level level) {
+#if ZMFAST_X86_DISPATCH
+  if (level == Level::avx512) return column_sums_avx512<T>;
+  if (level == Level::avx2) return column_sums_avx2<T>;
+#endif
+  (void)level;
+  return column_sums_base<T>;
+}
+
+// S1 += column sums and S2 += column sums of squares of a C-contiguous (rows, lanes) block.
+// Wide rows are split by lanes (each thread owns its totals); narrow ones by rows, into
+// per-thread partial totals added afterwards.
+template <class T>
+void add_column_sums(const T* x, int64_t rows, int64_t lanes, int64_t* s1, int64_t* s2,
+                     int requested_threads) {
+  if (rows == 0 || lanes == 0) return;
+  SumsArgs* const sums = column_sums_for<T>(current_level());
+  const int threads = threads_for(requested_threads, rows * lanes);
+  constexpr int64_t kLine = 64;  // lanes a task boundary is rounded to
+  const int64_t lines = (lanes + kLine - 1) / kLine;
+  if (threads == 1) {
+    sums(x, lanes, rows, lanes, s1, s2);
+  } else if (lines >= 4 * threads) {
+    parallel_tasks(threads, threads, [&](int64_t t) {
+      int64_t l0, l1;
+      split_range(lines, threads, t, l0, l1);
+      const int64_t k0 = l0 * kLine, k1 = std::min(lanes, l1 * kLine);
+      if (k0 < k1) sums(x + k0, lanes, rows, k1 - k0, s1 + k0, s2 + k0);
+    });
+  } else {
+    std::vector<int64_t> partial(size_t(2 * threads * lanes), 0);
+    parallel_tasks(threads, threads, [&](int64_t t) {
+      int64_t r0, r1;
+      split_range(rows, threads, t, r0, r1);
+      int64_t* p = partial.data() + 2 * t * lanes;
+      sums(x + r0 * lanes, lanes, r1 - r0, lanes, p, p + lanes);
+    });
+    for (int t = 0; t < threads; ++t) {
+      const int64_t* p = partial.data() + 2 * t * lanes;
+      for (int64_t k = 0; k < lanes; ++k) {
+        s1[k] += p[k];
+        s2[k] += p[lanes + k];
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
 // The whole reduction. `kept` dims: array 0 = x byte strides, array 1 = output element
 // strides. `red` dims: array 0 = x byte strides, innermost (smallest stride) last.
 template <class T, bool kWantM2>

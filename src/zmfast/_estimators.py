@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 
 from zmfast._normalize import check_stats, destandardize, run_affine, standardize
-from zmfast._stats import Moments, moments
+from zmfast._stats import Moments, RunningSums, moments
 from zmfast._validate import normalize_axes, output_dtype, require_real_numeric
 
 
@@ -118,7 +118,9 @@ class StandardScaler(_Estimator):
         self.channels_first = channels_first
 
     def _reset(self):
-        self.moments_ = None
+        self._merged = None  # float moments of batches that took the general path
+        self._sums = None  # exact integer sums of the batches that allow them
+        self._combined = None  # both merged, cached until the next batch
         self.n_samples_seen_ = 0
         self._fitted_ndim = None
         self._fitted_kept = None
@@ -132,19 +134,57 @@ class StandardScaler(_Estimator):
         return self.partial_fit(x)
 
     def partial_fit(self, x, y=None):
-        """Merge the statistics of the batch ``x`` into the fitted ones."""
+        """Merge the statistics of the batch ``x`` into the fitted ones.
+
+        8- and 16-bit integer batches reduced over leading axes (``axis=0``, or ``(0, 1, 2)``
+        of NHWC) add into exact running integer sums, so a stream of small batches costs
+        about what one ``fit`` does and gives bit-identical statistics; other batches merge
+        float64 moments (Chan et al.), equal to ``fit`` up to rounding.
+        """
+        sums = getattr(self, "_sums", None)
+        if (sums is not None and type(x) is np.ndarray and sums.accepts(x)
+                and sums.has_room(x)):  # the streaming fast path: the checks below are done
+            sums.add(x)
+            self._combined = None
+            self.n_samples_seen_ += x.shape[0]
+            return self
         x = np.asarray(x)
         require_real_numeric(x, "x")
         if x.ndim == 0:
             raise ValueError("x must have at least one dimension (the samples)")
-        if getattr(self, "moments_", None) is None:
+        if not hasattr(self, "_sums"):
             self._reset()
         axes, kept = self._axes_for(x)
         if x.size == 0:  # an empty batch of a stream adds nothing
             return self
-        batch = moments(x, axis=axes)
-        self.moments_ = batch if self.moments_ is None else self.moments_.merge(batch)
+        if self._sums is None:
+            self._sums = RunningSums.for_batch(x, axes)
+        if self._sums is not None and self._sums.accepts(x):
+            if not self._sums.has_room(x):  # keep the integers exact: fold them in first
+                self._merged = self.moments_
+                self._sums.clear()
+            self._sums.add(x)
+        else:
+            batch = moments(x, axis=axes)
+            self._merged = batch if self._merged is None else self._merged.merge(batch)
+        self._combined = None
         return self._counted(x, kept)
+
+    @property
+    def moments_(self):
+        """The fitted :class:`Moments` (count, mean, M2), or None before fitting."""
+        if getattr(self, "_combined", None) is None:
+            parts = [part for part in (getattr(self, "_merged", None),
+                                       self._sums.moments() if getattr(self, "_sums", None)
+                                       is not None and self._sums.count else None)
+                     if part is not None]
+            self._combined = parts[0] if len(parts) == 1 else \
+                parts[0].merge(parts[1]) if parts else None
+        return self._combined
+
+    @moments_.setter
+    def moments_(self, value):
+        self._merged, self._sums, self._combined = value, None, value
 
     @property
     def mean_(self):

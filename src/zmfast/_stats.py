@@ -64,6 +64,93 @@ class Moments:
         return f"Moments(count={self.count}, mean={self.mean!r}, m2={self.m2!r})"
 
 
+def _rows_per_lane_limit(dtype):
+    """The most values one lane may add before ``count * (max - min)**2`` (which bounds both
+    S2 and the shifted sum of squares in :meth:`RunningSums.moments`) reaches 2**63."""
+    info = np.iinfo(dtype)
+    return (2**63 - 1) // (int(info.max) - int(info.min)) ** 2
+
+
+_SUMS_LIMITS = {np.dtype(t): _rows_per_lane_limit(t)
+                for t in (np.uint8, np.int8, np.uint16, np.int16)}
+
+
+class RunningSums:
+    """Exact running integer sums (count, S1 = sum x, S2 = sum x**2) of a stream of 8- or
+    16-bit integer batches whose reduced axes lead (axis 0, or ``(0, 1, 2)`` of NHWC).
+
+    Adding a batch is one kernel call that adds its column sums into int64 totals, with no
+    float merge, so streaming many small batches costs what one large batch does, and every
+    batching gives the same integers, hence bit-identical moments. A tiny statistics shape
+    (per-channel C=3) is spread over ``lanes``, a multiple of it, and folded back exactly.
+    """
+
+    __slots__ = ("dtype", "ndim", "kept", "features", "lanes", "count", "limit", "s1", "s2")
+
+    def __init__(self, dtype, ndim, kept):
+        self.dtype, self.ndim, self.kept = np.dtype(dtype), ndim, tuple(kept)
+        self.features = math.prod(self.kept)
+        self.lanes = self.features * max(1, -(-_plan.WIDE_LANES // self.features))
+        self.count = 0  # values per statistic so far
+        self.limit = _SUMS_LIMITS[self.dtype]
+        self.s1 = np.zeros(self.lanes, dtype=np.int64)
+        self.s2 = np.zeros(self.lanes, dtype=np.int64)
+
+    @classmethod
+    def for_batch(cls, x, axes):
+        """Running sums for batches like ``x`` reduced over ``axes``, or None where they do
+        not apply (floats, other integer widths, non-leading axes, non-contiguous data)."""
+        if (x.dtype not in _SUMS_LIMITS or not x.flags.c_contiguous or x.size == 0
+                or tuple(axes) != tuple(range(len(axes)))):
+            return None
+        return cls(x.dtype, x.ndim, x.shape[len(axes):])
+
+    def accepts(self, x):
+        """Whether ``x`` (an ndarray) can be added: same dtype, rank and statistics shape,
+        C-contiguous, and small enough to keep the totals exact."""
+        return (x.dtype == self.dtype and x.ndim == self.ndim and x.flags.c_contiguous
+                and x.shape[x.ndim - len(self.kept):] == self.kept
+                and x.size // self.features <= self.limit)
+
+    def has_room(self, x):
+        """Whether the totals stay exact after adding ``x``; if not, take ``moments()`` and
+        ``clear()`` first."""
+        return self.count + x.size // self.features <= self.limit
+
+    def add(self, x):
+        """Add the batch ``x`` (``accepts(x)`` and ``has_room(x)`` must hold)."""
+        rows, tail = divmod(x.size, self.lanes)
+        flat = x.reshape(-1)
+        add_sums = _config.backend().add_sums
+        if rows:
+            add_sums(flat[:rows * self.lanes] if tail else flat, rows, self.lanes, self.s1,
+                     self.s2)
+        if tail:  # a whole number of statistics' periods: lane j still maps to j % features
+            add_sums(flat[rows * self.lanes:], 1, tail, self.s1[:tail], self.s2[:tail])
+        self.count += x.size // self.features
+
+    def clear(self):
+        self.count = 0
+        self.s1[:] = 0
+        self.s2[:] = 0
+
+    def moments(self):
+        """The :class:`Moments` of everything added, exact until the final rounding."""
+        n = self.count
+        s1 = self.s1.reshape(-1, self.features).sum(axis=0)
+        s2 = self.s2.reshape(-1, self.features).sum(axis=0)
+        # Shift by q, the nearest integer to the mean: t = sum (x - q)**2 is computed in int64
+        # arithmetic that may wrap on the way but not at the end (0 <= t < 2**63, see the
+        # limits), and with |r| <= n/2 the remaining subtraction t - r*r/n loses at most a bit:
+        # sum (x - q)**2 >= sum |x - q| >= |r| >= 2*r*r/n for integer data.
+        q = (2 * s1 + n) // (2 * n)
+        r = s1 - q * n
+        t = s2 - q * (s1 + r)
+        mean = q + r / n
+        m2 = np.maximum(t - r * (r / n), 0.0)
+        return Moments(n, mean.reshape(self.kept), m2.reshape(self.kept))
+
+
 def _reduce(a, axis, want_m2, ddof=0):
     """(axes, count, (mean, m2)) in float64 of the kept shape; the statistics are None where
     NumPy itself must answer (empty or over-reduced slices with their warnings, and dtypes

@@ -20,6 +20,13 @@ def moments(x, axes, want_m2=True):
     return np.squeeze(mean, axis=axes), m2
 
 
+def add_sums(x, rows, lanes, s1, s2):
+    """``S1 += x.sum(0)``, ``S2 += (x * x).sum(0)`` over the (rows, lanes) view, in int64."""
+    wide = x.reshape(rows, lanes).astype(np.int64)
+    s1 += wide.sum(axis=0)
+    s2 += np.einsum("ij,ij->j", wide, wide)
+
+
 def affine(x, mean, std, out, layout):
     result = (_plan.channels_last_view(x, layout).astype(np.float64) - mean) / std
     if layout == "channels_first":

@@ -1,0 +1,159 @@
+"""Exact running sums: the streaming path of ``StandardScaler.partial_fit`` for 8- and
+16-bit integer batches reduced over leading axes (zmfast._stats.RunningSums).
+
+* the backends' ``add_sums`` kernel against int64 NumPy sums, in place, on every dtype and on
+  shapes that take each threading split;
+* any chunking of ``partial_fit`` gives bit-identical statistics to ``fit``, and both are
+  within a few ulp of the exact rational mean and variance (Python fractions);
+* the totals fold into float moments before they could overflow, and batches that cannot
+  take the fast path (non-contiguous, other shapes) still count or raise.
+"""
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, note
+from hypothesis import strategies as st
+from strategies import PROFILES, make_values
+
+import zmfast as zm
+from zmfast import _config, _stats
+
+INTEGER_DTYPES = [np.uint8, np.int8, np.uint16, np.int16]
+
+
+def exact_stats(x, axes):
+    """Correctly rounded mean and variance from exact integer sums (Python integers)."""
+    wide = np.moveaxis(x.astype(object), axes, tuple(range(len(axes))))
+    n = math.prod(x.shape[ax] for ax in axes)
+    flat = wide.reshape((n, -1))
+    s1 = flat.sum(axis=0)
+    s2 = (flat * flat).sum(axis=0)
+    mean = np.array([float(Fraction(int(a), n)) for a in s1])
+    var = np.array([float(Fraction(n * int(b) - int(a) ** 2, n * n)) for a, b in zip(s1, s2)])
+    kept = tuple(x.shape[ax] for ax in range(x.ndim) if ax not in axes)
+    return mean.reshape(kept), var.reshape(kept)
+
+
+def assert_ulps(actual, expected, ulps, what):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    tolerance = ulps * np.spacing(np.abs(expected))
+    bad = ~(np.abs(actual - expected) <= tolerance)
+    assert not bad.any(), f"{what}: {actual[bad][:5]} != {expected[bad][:5]}"
+
+
+@pytest.mark.parametrize("dtype", INTEGER_DTYPES)
+@pytest.mark.parametrize("rows,lanes", [(1, 1), (7, 3), (5, 192), (130, 2500), (300, 700),
+                                         (2000, 100), (70000, 3)],
+                         ids=lambda v: str(v))
+def test_add_sums_is_exact_and_in_place(backend, dtype, rows, lanes):
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng([rows, lanes, info.bits])
+    x = rng.integers(info.min, int(info.max) + 1, size=(rows, lanes), dtype=dtype)
+    x[0] = info.max  # extremes: the largest squares and the most negative value
+    x[-1] = info.min
+    s1 = rng.integers(-1000, 1000, size=lanes, dtype=np.int64)
+    s2 = rng.integers(0, 1000, size=lanes, dtype=np.int64)
+    want1 = s1 + x.astype(np.int64).sum(axis=0)
+    want2 = s2 + (x.astype(np.int64) ** 2).sum(axis=0)
+    _config.backend().add_sums(x, rows, lanes, s1, s2)
+    np.testing.assert_array_equal(s1, want1)
+    np.testing.assert_array_equal(s2, want2)
+
+
+@st.composite
+def integer_streams(draw):
+    """(x, axis, cuts): an integer batch reduced over leading axes and a chunking of it."""
+    dtype = np.dtype(draw(st.sampled_from(INTEGER_DTYPES)))
+    n = draw(st.integers(1, 40))
+    shape, axis = draw(st.sampled_from([
+        ((n, 5), 0), ((n, 3, 2, 3), 0), ((n, 4, 5, 3), (0, 1, 2)), ((n, 2, 3, 1), (0, 1, 2)),
+        ((n, 70), 0), ((n, 3, 3), None)]))
+    profile = draw(st.sampled_from(PROFILES))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = make_values(rng, dtype, math.prod(shape), profile).astype(dtype).reshape(shape)
+    cuts = sorted(draw(st.lists(st.integers(0, n), max_size=6)))
+    note(f"dtype={dtype} shape={shape} axis={axis} profile={profile} cuts={cuts}")
+    return x, axis, cuts
+
+
+@given(stream=integer_streams())
+def test_integer_partial_fit_is_bit_identical_to_fit(backend, stream):
+    x, axis, cuts = stream
+    whole = zm.StandardScaler(axis=axis).fit(x)
+    parts = zm.StandardScaler(axis=axis)
+    for chunk in np.split(x, cuts):
+        parts.partial_fit(chunk)
+    assert parts._sums is not None and parts._merged is None  # the exact path was taken
+    np.testing.assert_array_equal(parts.mean_, whole.mean_)
+    np.testing.assert_array_equal(parts.var_, whole.var_)
+    axes = tuple(range(x.ndim)) if axis is None else (axis,) if isinstance(axis, int) else axis
+    mean, var = exact_stats(x, axes)
+    assert_ulps(whole.mean_, mean, 1, "mean")
+    assert_ulps(whole.var_, var, 4, "var")
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.uint8])
+def test_large_offset_small_spread_is_exact(backend, dtype):
+    """The worst case of float merges: values at the top of the range, a spread of a few."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(5)
+    x = (int(info.max) - rng.integers(0, 3, size=(999, 4, 3))).astype(dtype)
+    scaler = zm.StandardScaler(axis=(0, 1)).fit(x[:500]).partial_fit(x[500:])
+    mean, var = exact_stats(x, (0, 1))
+    assert_ulps(scaler.mean_, mean, 1, "mean")
+    assert_ulps(scaler.var_, var, 4, "var")
+
+
+def test_totals_fold_into_float_moments_before_overflow(backend, monkeypatch):
+    """With a tiny limit, the totals fold into float moments often, and a batch larger than
+    the limit takes the general path; the statistics stay right."""
+    monkeypatch.setitem(_stats._SUMS_LIMITS, np.dtype(np.uint8), 50)
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 256, size=(300, 2, 3), dtype=np.uint8)
+    scaler = zm.StandardScaler(axis=0)
+    for start, size in [(0, 20), (20, 20), (40, 20), (60, 100), (160, 7), (167, 133)]:
+        scaler.partial_fit(x[start:start + size])
+    assert scaler._merged is not None and scaler._sums.count == 0 or scaler._sums.count <= 50
+    assert scaler.n_samples_seen_ == 300
+    mean, var = exact_stats(x, (0,))
+    np.testing.assert_allclose(scaler.mean_, mean, rtol=1e-14)
+    np.testing.assert_allclose(scaler.var_, var, rtol=1e-13)
+
+
+def test_mixed_fast_and_general_batches(backend):
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, size=(64, 6, 4, 3), dtype=np.uint8)
+    scaler = zm.StandardScaler(axis=(0, 1, 2))
+    scaler.partial_fit(x[:10, :, ::-1])  # not contiguous: float moments
+    scaler.partial_fit(x[10:30])  # contiguous: exact sums
+    scaler.partial_fit(x[30:40].tolist())  # a list becomes int64: float moments
+    scaler.partial_fit(x[40:].copy())  # exact sums again
+    scaler.partial_fit(np.asfortranarray(x[:0]))  # empty: nothing
+    assert scaler._merged is not None and scaler._sums.count == 44 * 24
+    assert scaler.n_samples_seen_ == 64
+    mean, var = exact_stats(x, (0, 1, 2))
+    np.testing.assert_allclose(scaler.mean_, mean, rtol=1e-14)
+    np.testing.assert_allclose(scaler.var_, var, rtol=1e-13)
+
+
+def test_fast_path_still_rejects_another_shape(backend):
+    scaler = zm.StandardScaler(axis=0).partial_fit(np.zeros((4, 5, 3), np.uint8))
+    with pytest.raises(ValueError, match="statistics of shape"):
+        scaler.partial_fit(np.zeros((4, 6, 3), np.uint8))
+    with pytest.raises(ValueError, match="statistics of shape"):
+        scaler.partial_fit(np.zeros((4, 15), np.uint8))
+    scaler.partial_fit(np.zeros((4, 5, 3), np.int16))  # another dtype: the general path
+    assert scaler.n_samples_seen_ == 8 and scaler._merged is not None
+
+
+def test_save_load_continues_exactly(backend, tmp_path):
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, size=(50, 3, 3), dtype=np.uint8)
+    zm.StandardScaler(axis=0).fit(x[:20]).save(tmp_path / "s.npz")
+    loaded = zm.StandardScaler.load(tmp_path / "s.npz").partial_fit(x[20:])
+    mean, var = exact_stats(x, (0,))
+    np.testing.assert_allclose(loaded.mean_, mean, rtol=1e-14)
+    np.testing.assert_allclose(loaded.var_, var, rtol=1e-13)
