@@ -66,6 +66,19 @@ void moments(const py::array& x, int64_t offset, const Ints& kept_extent,
   throw py::type_error("moments: unsupported input dtype");
 }
 
+// S1 += column sums, S2 += column sums of squares of C-contiguous (rows, lanes) integers.
+void add_rows(char type, const void* p, int64_t rows, int64_t lanes, int64_t* s1, int64_t* s2,
+              int threads) {
+  switch (type) {
+    case 'B': return zm::add_column_sums(static_cast<const uint8_t*>(p), rows, lanes, s1, s2, threads);
+    case 'b': return zm::add_column_sums(static_cast<const int8_t*>(p), rows, lanes, s1, s2, threads);
+    case 'H': return zm::add_column_sums(static_cast<const uint16_t*>(p), rows, lanes, s1, s2, threads);
+    case 'h': return zm::add_column_sums(static_cast<const int16_t*>(p), rows, lanes, s1, s2, threads);
+  }
+}
+
+bool is_sums_type(char type) { return type == 'B' || type == 'b' || type == 'H' || type == 'h'; }
+
 void add_sums(const py::array& x, int64_t rows, int64_t lanes,
               py::array_t<int64_t, 0> s1, py::array_t<int64_t, 0> s2) {
   if (!(x.flags() & py::array::c_style) || int64_t(x.size()) != rows * lanes || rows < 0)
@@ -78,15 +91,88 @@ void add_sums(const py::array& x, int64_t rows, int64_t lanes,
   int64_t* b = s2.mutable_data();
   const int threads = g_threads.load();
   const char type = x.dtype().char_();
+  if (!is_sums_type(type))
+    throw py::type_error("add_sums: x must be an 8- or 16-bit integer array");
   py::gil_scoped_release release;
-  switch (type) {
-    case 'B': return zm::add_column_sums(static_cast<const uint8_t*>(p), rows, lanes, a, b, threads);
-    case 'b': return zm::add_column_sums(static_cast<const int8_t*>(p), rows, lanes, a, b, threads);
-    case 'H': return zm::add_column_sums(static_cast<const uint16_t*>(p), rows, lanes, a, b, threads);
-    case 'h': return zm::add_column_sums(static_cast<const int16_t*>(p), rows, lanes, a, b, threads);
-  }
-  throw py::type_error("add_sums: x must be an 8- or 16-bit integer array");
+  add_rows(type, p, rows, lanes, a, b, threads);
 }
+
+// The cpp backend's streaming accumulator behind zmfast._stats.RunningSums: the checks and
+// the kernel of one StandardScaler.partial_fit batch in a single call, so that a stream of
+// small batches pays one Python-to-C++ crossing each. The totals and the count live in
+// NumPy arrays shared with Python.
+class ColumnSums {
+ public:
+  ColumnSums(py::dtype dtype, int ndim, Ints kept, int64_t features, int64_t limit,
+             py::array_t<int64_t, 0> s1, py::array_t<int64_t, 0> s2,
+             py::array_t<int64_t, 0> count)
+      : dtype_(std::move(dtype)), ndim_(ndim), kept_(std::move(kept)), features_(features),
+        limit_(limit), s1_(std::move(s1)), s2_(std::move(s2)), count_(std::move(count)) {
+    lanes_ = int64_t(s1_.size());
+    if (features_ < 1 || lanes_ % features_ != 0 || int64_t(s2_.size()) != lanes_ ||
+        count_.size() != 1 || !(s1_.flags() & py::array::c_style) ||
+        !(s2_.flags() & py::array::c_style) || kept_.size() > size_t(ndim_))
+      throw std::invalid_argument("ColumnSums: inconsistent arguments");
+    if (!is_sums_type(dtype_.char_()) || !dtype_.attr("isnative").cast<bool>())
+      throw py::type_error("ColumnSums: the dtype must be a native 8- or 16-bit integer");
+  }
+
+  // Adds x and returns true when it is a plain ndarray of the dtype, rank and statistics
+  // shape, C-contiguous, and keeps the totals exact; otherwise adds nothing, returns false.
+  bool add(py::handle x) {
+    const auto& api = py::detail::npy_api::get();
+    if (Py_TYPE(x.ptr()) != api.PyArray_Type_) return false;
+    const auto a = py::reinterpret_borrow<py::array>(x);
+    if (a.ndim() != ndim_ || !(a.flags() & py::array::c_style)) return false;
+    if (!api.PyArray_EquivTypes_(a.dtype().ptr(), dtype_.ptr())) return false;
+    const int lead = ndim_ - int(kept_.size());
+    for (size_t i = 0; i < kept_.size(); ++i)
+      if (a.shape(lead + int(i)) != kept_[i]) return false;
+    const int64_t size = int64_t(a.size());
+    int64_t* count = count_.mutable_data();
+    if (count[0] + size / features_ > limit_) return false;
+    const int64_t rows = size / lanes_, tail = size % lanes_;
+    const char type = a.dtype().char_();
+    const char* p = static_cast<const char*>(a.data());
+    int64_t* s1 = s1_.mutable_data();
+    int64_t* s2 = s2_.mutable_data();
+    const int threads = g_threads.load();
+    // uint8 rows go to the pending 32-bit sums where the AVX-512 kernel allows, sparing each
+    // small batch the int64 flush; anything else adds to the int64 totals directly.
+    const bool to_pending = type == 'B' && tail == 0 && rows <= zm::kPendingRows;
+    if (to_pending && pending_rows_ + rows > zm::kPendingRows) flush();
+    if (to_pending && pending_.empty()) pending_.resize(size_t((lanes_ + 63) / 64));
+    bool pending = false;
+    {
+      py::gil_scoped_release release;
+      if (to_pending)
+        pending = zm::add_column_sums_pending(reinterpret_cast<const uint8_t*>(p), rows, lanes_,
+                                              pending_.data(), threads);
+      if (!pending) add_rows(type, p, rows, lanes_, s1, s2, threads);
+      // The tail is a whole number of statistics' periods: lane j still maps to j % features.
+      add_rows(type, p + rows * lanes_ * a.itemsize(), tail ? 1 : 0, tail, s1, s2, threads);
+    }
+    if (pending) pending_rows_ += rows;
+    count[0] += size / features_;
+    return true;
+  }
+
+  // Moves the pending sums into the int64 totals (before Python reads or clears them).
+  void flush() {
+    if (pending_rows_ == 0) return;
+    zm::flush_pending(pending_.data(), lanes_, s1_.mutable_data(), s2_.mutable_data());
+    pending_rows_ = 0;
+  }
+
+ private:
+  py::dtype dtype_;
+  int ndim_;
+  Ints kept_;
+  int64_t features_, limit_, lanes_ = 0;
+  py::array_t<int64_t, 0> s1_, s2_, count_;
+  std::vector<zm::PendingChunk> pending_;
+  int64_t pending_rows_ = 0;
+};
 
 template <class T>
 void run_affine(const char* x, const double* mean, const double* inv, char* out, char out_type,
@@ -134,6 +220,12 @@ PYBIND11_MODULE(_core, m) {
   m.def("moments", &moments, "Moments (mean, M2) of a canonical strided reduction.");
   m.def("add_sums", &add_sums,
         "S1 += x.sum(0) and S2 += (x * x).sum(0), exactly, for integer x of shape (rows, lanes).");
+  py::class_<ColumnSums>(m, "ColumnSums",
+                         "Exact running column sums of a stream of integer batches.")
+      .def(py::init<py::dtype, int, Ints, int64_t, int64_t, py::array_t<int64_t, 0>,
+                    py::array_t<int64_t, 0>, py::array_t<int64_t, 0>>())
+      .def("add", &ColumnSums::add, "Add x if it fits (see zmfast._stats.RunningSums).")
+      .def("flush", &ColumnSums::flush, "Move the pending sums into the int64 totals.");
   m.def("affine", &affine, "out = (x - mean) * inv over a canonical strided space.");
   m.def("set_num_threads", [](int n) { g_threads.store(n < 1 ? 1 : n); });
   m.def("simd_level", []() { return std::string(zm::level_name(zm::current_level())); },

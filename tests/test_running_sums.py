@@ -157,3 +157,43 @@ def test_save_load_continues_exactly(backend, tmp_path):
     mean, var = exact_stats(x, (0,))
     np.testing.assert_allclose(loaded.mean_, mean, rtol=1e-14)
     np.testing.assert_allclose(loaded.var_, var, rtol=1e-13)
+
+
+def exact_column_sums(batches):
+    s1 = s2 = 0
+    for batch in batches:
+        wide = batch.reshape(len(batch), -1).astype(np.int64)
+        s1 = s1 + wide.sum(axis=0)
+        s2 = s2 + (wide * wide).sum(axis=0)
+    return s1, s2
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("batch_rows,row_shape,count", [
+    (64, (32, 32, 3), 9),  # cifar batches: wide rows, split by lanes across threads
+    (17000, (8, 64), 4),  # past the 65536 rows that pending 32-bit sums may hold
+    (70000, (64,), 1),  # one batch larger than that
+    (5, (7, 3), 3),  # tiny: one thread, lane tails
+], ids=str)
+def test_streams_of_batches_are_exact(backend, threads, batch_rows, row_shape, count):
+    """The streaming path (the cpp backend keeps uint8 sums pending in 32-bit form between
+    calls) against exact int64 sums, across threads and the pending limit."""
+    rng = np.random.default_rng([batch_rows, count])
+    batches = [rng.integers(0, 256, (batch_rows,) + row_shape, dtype=np.uint8)
+               for _ in range(count)]
+    batches[0][:] = 255  # the largest squares
+    before = zm.get_num_threads()
+    zm.set_num_threads(threads)
+    try:
+        scaler = zm.StandardScaler(axis=0)
+        for batch in batches:
+            scaler.partial_fit(batch)
+    finally:
+        zm.set_num_threads(before)
+    s1, s2 = exact_column_sums(batches)
+    n = batch_rows * count
+    assert scaler.moments_.count == n
+    features = math.prod(row_shape)
+    for total, want in zip(scaler._sums._totals(), (s1, s2)):  # lanes folded to features
+        np.testing.assert_array_equal(total.reshape(-1, features).sum(axis=0), want)
+    np.testing.assert_allclose(scaler.mean_.ravel(), s1 / n, rtol=1e-15)

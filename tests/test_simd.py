@@ -77,3 +77,34 @@ def test_floor_kernels_every_level(simd_level, batch):
 def test_show_config_reports_the_level(capsys):
     zm.show_config()
     assert f"simd: {core.simd_level()}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16])
+@pytest.mark.parametrize("rows,lanes", [(1, 5), (3, 64), (1027, 3), (515, 1100), (40, 4097)],
+                         ids=str)
+def test_add_sums_every_level(simd_level, dtype, rows, lanes):
+    """Exact column sums (StandardScaler.partial_fit's kernel): lane tails, odd rows, and
+    more rows than one 512-row block of the AVX-512 uint8 loop."""
+    info = np.iinfo(dtype)
+    x = np.random.default_rng([rows, lanes]).integers(info.min, int(info.max) + 1,
+                                                       (rows, lanes), dtype=dtype)
+    x[: rows // 2 + 1] = info.max  # the 16-bit pair sums reach their largest values
+    s1, s2 = np.ones(lanes, np.int64), np.zeros(lanes, np.int64)
+    core.add_sums(x, rows, lanes, s1, s2)
+    np.testing.assert_array_equal(s1, 1 + x.astype(np.int64).sum(axis=0))
+    np.testing.assert_array_equal(s2, (x.astype(np.int64) ** 2).sum(axis=0))
+
+
+def test_streaming_sums_survive_a_level_change(simd_level):
+    """uint8 batches may wait in the AVX-512 kernel's pending sums; a stream that changes
+    the SIMD level in between still sums exactly."""
+    rng = np.random.default_rng(11)
+    batches = [rng.integers(0, 256, (64, 40, 40, 3), dtype=np.uint8) for _ in range(4)]
+    scaler = zm.StandardScaler(axis=0)
+    for level, batch in zip(("avx512", simd_level, "avx512", "baseline"), batches):
+        core.set_simd_level(level)  # capped at the CPU's best
+        scaler.partial_fit(batch)
+    core.set_simd_level(simd_level)
+    x = np.concatenate(batches).astype(np.int64)
+    np.testing.assert_array_equal(scaler._sums._totals()[0], x.sum(axis=0).ravel())
+    np.testing.assert_array_equal(scaler._sums._totals()[1], (x * x).sum(axis=0).ravel())

@@ -142,9 +142,7 @@ class StandardScaler(_Estimator):
         float64 moments (Chan et al.), equal to ``fit`` up to rounding.
         """
         sums = getattr(self, "_sums", None)
-        if (sums is not None and type(x) is np.ndarray and sums.accepts(x)
-                and sums.has_room(x)):  # the streaming fast path: the checks below are done
-            sums.add(x)
+        if sums is not None and sums.try_add(x):  # the streaming fast path
             self._combined = None
             self.n_samples_seen_ += x.shape[0]
             return self

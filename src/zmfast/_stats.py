@@ -80,21 +80,34 @@ class RunningSums:
     16-bit integer batches whose reduced axes lead (axis 0, or ``(0, 1, 2)`` of NHWC).
 
     Adding a batch is one kernel call that adds its column sums into int64 totals, with no
-    float merge, so streaming many small batches costs what one large batch does, and every
-    batching gives the same integers, hence bit-identical moments. A tiny statistics shape
-    (per-channel C=3) is spread over ``lanes``, a multiple of it, and folded back exactly.
+    float merge, so streaming many small batches costs about what one large batch does, and
+    every batching gives the same integers, hence bit-identical moments. A tiny statistics
+    shape (per-channel C=3) is spread over ``lanes``, a multiple of it, and folded back
+    exactly. ``try_add`` is the backend's own streaming call where it has one (the cpp
+    backend checks and adds a batch in one crossing into C++); the backend in force when the
+    sums are created adds every batch of the stream.
     """
 
-    __slots__ = ("dtype", "ndim", "kept", "features", "lanes", "count", "limit", "s1", "s2")
+    __slots__ = ("dtype", "ndim", "kept", "features", "lanes", "limit", "s1", "s2", "counter",
+                 "native", "try_add")
 
     def __init__(self, dtype, ndim, kept):
         self.dtype, self.ndim, self.kept = np.dtype(dtype), ndim, tuple(kept)
         self.features = math.prod(self.kept)
         self.lanes = self.features * max(1, -(-_plan.WIDE_LANES // self.features))
-        self.count = 0  # values per statistic so far
         self.limit = _SUMS_LIMITS[self.dtype]
         self.s1 = np.zeros(self.lanes, dtype=np.int64)
         self.s2 = np.zeros(self.lanes, dtype=np.int64)
+        self.counter = np.zeros(1, dtype=np.int64)  # values per statistic so far
+        make_native = getattr(_config.backend(), "column_sums", None)
+        self.native = None if make_native is None else make_native(
+            self.dtype, ndim, self.kept, self.features, self.limit, self.s1, self.s2,
+            self.counter)
+        self.try_add = self._try_add if self.native is None else self.native.add
+
+    @property
+    def count(self):
+        return int(self.counter[0])
 
     @classmethod
     def for_batch(cls, x, axes):
@@ -123,22 +136,35 @@ class RunningSums:
         flat = x.reshape(-1)
         add_sums = _config.backend().add_sums
         if rows:
-            add_sums(flat[:rows * self.lanes] if tail else flat, rows, self.lanes, self.s1,
-                     self.s2)
+            add_sums(flat[:rows * self.lanes], rows, self.lanes, self.s1, self.s2)
         if tail:  # a whole number of statistics' periods: lane j still maps to j % features
             add_sums(flat[rows * self.lanes:], 1, tail, self.s1[:tail], self.s2[:tail])
-        self.count += x.size // self.features
+        self.counter[0] += x.size // self.features
+
+    def _try_add(self, x):
+        """Add ``x`` and return True if it is a plain ndarray that ``accepts`` and
+        ``has_room``; otherwise add nothing and return False."""
+        if type(x) is np.ndarray and self.accepts(x) and self.has_room(x):
+            self.add(x)
+            return True
+        return False
+
+    def _totals(self):
+        """S1 and S2 per lane, with anything the backend still holds added in."""
+        if self.native is not None:
+            self.native.flush()
+        return self.s1, self.s2
 
     def clear(self):
-        self.count = 0
+        self._totals()
+        self.counter[0] = 0
         self.s1[:] = 0
         self.s2[:] = 0
 
     def moments(self):
         """The :class:`Moments` of everything added, exact until the final rounding."""
         n = self.count
-        s1 = self.s1.reshape(-1, self.features).sum(axis=0)
-        s2 = self.s2.reshape(-1, self.features).sum(axis=0)
+        s1, s2 = (s.reshape(-1, self.features).sum(axis=0) for s in self._totals())
         # Shift by q, the nearest integer to the mean: t = sum (x - q)**2 is computed in int64
         # arithmetic that may wrap on the way but not at the end (0 <= t < 2**63, see the
         # limits), and with |r| <= n/2 the remaining subtraction t - r*r/n loses at most a bit:

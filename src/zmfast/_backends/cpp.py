@@ -14,6 +14,12 @@ def add_sums(x, rows, lanes, s1, s2):
     _core.add_sums(x, rows, lanes, s1, s2)
 
 
+def column_sums(dtype, ndim, kept, features, limit, s1, s2, counter):
+    """The streaming accumulator of zmfast._stats.RunningSums: ``.add(x)`` checks and adds a
+    batch in one call (uint8 sums may wait in 32-bit form until ``.flush()``)."""
+    return _core.ColumnSums(dtype, ndim, list(kept), features, limit, s1, s2, counter)
+
+
 def affine(x, mean, std, out, layout):
     _plan.affine(x, mean, std, out, layout, _core.affine)
 
