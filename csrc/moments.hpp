@@ -687,6 +687,159 @@ inline void flush_pending(PendingChunk* pending, int64_t lanes, int64_t* s1, int
 }
 
 // ---------------------------------------------------------------------------------------
+// Column moments of integers from exact int64 sums: the rows of `red` are added with the
+// column-sums kernel, one run of the innermost reduced dim at a time, and each lane's
+// (n, S1, S2) becomes mean and M2 with n*S2 - S1^2 in 128 bits, rounded once. Faster than
+// the float merges of column_moments_impl and exact until that last rounding.
+constexpr int64_t kExactTile = 64 * kU8TileChunks;  // lanes summed per pass (int64 sums in L2)
+
+// Rows a lane may sum before S2, or the shifted sum of squares in store_exact, could pass
+// 2^63: both are at most count * (max - min)^2.
+template <class T>
+constexpr int64_t exact_rows_limit() {
+  constexpr int64_t range = int64_t(std::numeric_limits<T>::max()) - std::numeric_limits<T>::min();
+  return std::numeric_limits<int64_t>::max() / (range * range);
+}
+
+// S1, S2 (zeroed first) of rows [r0, r1) of `red` for `lanes` contiguous lanes at `origin`.
+template <class T>
+void exact_rows(SumsArgs* sums, const char* origin, const Space& red, int64_t r0, int64_t r1,
+                int64_t lanes, int64_t* s1, int64_t* s2) {
+  std::fill(s1, s1 + lanes, 0);
+  std::fill(s2, s2 + lanes, 0);
+  const int last = red.nd - 1;
+  const int64_t run = red.extent[last], stride = red.stride[0][last];
+  Space runs = red;
+  runs.nd = last;
+  for (int64_t r = r0; r < r1;) {
+    const int64_t in_run = r % run, n = std::min(run - in_run, r1 - r);
+    const Counter at(runs, r / run);
+    sums(origin + at.offset[0] + in_run * stride, stride / int64_t(sizeof(T)), n, lanes, s1, s2);
+    r += n;
+  }
+}
+
+// Mean and M2 of each lane from (n, S1, S2). M2 is shifted by q, the integer nearest the
+// mean: t = sum (x - q)^2 = S2 - q (S1 + r), with r = S1 - q n, is exact in wrapping 64-bit
+// arithmetic (0 <= t < 2^63 by exact_rows_limit), and M2 = t - r^2/n loses at most a bit or
+// two to rounding since t >= sum |x - q| >= |r| >= 2 r^2/n. All of it vectorises, unlike a
+// 128-bit n S2 - S1^2.
+template <bool kWantM2>
+ZM_INLINE void store_exact_impl(int64_t n, const int64_t* s1, const int64_t* s2, int64_t lanes,
+                                double* mean, double* m2, int64_t out_stride) {
+  const double dn = double(n);
+  for (int64_t k = 0; k < lanes; ++k) {
+    const double lane_mean = double(s1[k]) / dn;
+    mean[k * out_stride] = lane_mean;
+    if constexpr (kWantM2) {
+      const int64_t q = int64_t(std::nearbyint(lane_mean));
+      const int64_t r = s1[k] - q * n;
+      const uint64_t t = uint64_t(s2[k]) - uint64_t(q) * uint64_t(s1[k] + r);
+      const double rd = double(r);
+      m2[k * out_stride] = std::max(0.0, double(int64_t(t)) - rd * (rd / dn));
+    }
+  }
+}
+
+using StoreExactArgs = void(int64_t, const int64_t*, const int64_t*, int64_t, double*, double*,
+                            int64_t);
+template <bool M2>
+void store_exact_base(int64_t n, const int64_t* a, const int64_t* b, int64_t l, double* m,
+                      double* v, int64_t s) {
+  store_exact_impl<M2>(n, a, b, l, m, v, s);
+}
+#if ZMFAST_X86_DISPATCH
+template <bool M2>
+ZM_TARGET_AVX2 void store_exact_avx2(int64_t n, const int64_t* a, const int64_t* b, int64_t l,
+                                     double* m, double* v, int64_t s) {
+  store_exact_impl<M2>(n, a, b, l, m, v, s);
+}
+template <bool M2>
+ZM_TARGET_AVX512 void store_exact_avx512(int64_t n, const int64_t* a, const int64_t* b,
+                                         int64_t l, double* m, double* v, int64_t s) {
+  store_exact_impl<M2>(n, a, b, l, m, v, s);
+}
+#endif
+template <bool M2> StoreExactArgs* store_exact_for(Level level) {
+#if ZMFAST_X86_DISPATCH
+  if (level == Level::avx512) return store_exact_avx512<M2>;
+  if (level == Level::avx2) return store_exact_avx2<M2>;
+#endif
+  (void)level;
+  return store_exact_base<M2>;
+}
+
+inline int64_t* reusable_sums(size_t n) {
+  static thread_local std::vector<int64_t> buffer;
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
+}
+
+// Returns false (doing nothing) where this path does not apply: non-integer or strided lanes,
+// reduced strides that are not whole elements, short runs, or counts that could overflow.
+template <class T, bool kWantM2>
+bool exact_column_moments(const char* base, const Space& outer, int64_t lanes,
+                          int64_t lane_stride, int64_t lane_out_stride, const Space& red,
+                          double* mean_out, double* m2_out, int threads) {
+  if constexpr (!kIsInt<T>) {
+    (void)base, (void)outer, (void)lanes, (void)lane_stride, (void)lane_out_stride, (void)red;
+    (void)mean_out, (void)m2_out, (void)threads;
+    return false;
+  } else {
+    const int64_t count = red.size();
+    if (lane_stride != int64_t(sizeof(T)) || count > exact_rows_limit<T>()) return false;
+    for (int i = 0; i < red.nd; ++i)
+      if (red.stride[0][i] % int64_t(sizeof(T)) != 0) return false;
+    if (red.nd > 1 && red.extent[red.nd - 1] < 16) return false;  // a flush per short run
+    SumsArgs* const sums = column_sums_for<T>(current_level());
+    StoreExactArgs* const store_exact = store_exact_for<kWantM2>(current_level());
+    const int64_t n_outer = outer.size(), lines = (lanes + 63) / 64;
+    const int64_t lane_parts =
+        n_outer >= threads ? 1 : std::min<int64_t>(lines, (threads + n_outer - 1) / n_outer);
+    if (threads == 1 || (n_outer * lane_parts >= threads && lines >= 4 * lane_parts)) {
+      // Each task owns whole outputs: (outer index, lane range) units, in tiles of lanes.
+      const int64_t units = n_outer * lane_parts;
+      parallel_tasks(threads, threads, [&](int64_t t) {
+        int64_t u0, u1;
+        split_range(units, threads, t, u0, u1);
+        int64_t* const s1 = reusable_sums(size_t(2 * kExactTile));
+        int64_t* const s2 = s1 + kExactTile;
+        for (int64_t u = u0; u < u1; ++u) {
+          const Counter o(outer, u / lane_parts);
+          int64_t l0, l1;
+          split_range(lines, lane_parts, u % lane_parts, l0, l1);
+          for (int64_t k0 = l0 * 64; k0 < std::min(lanes, l1 * 64); k0 += kExactTile) {
+            const int64_t kn = std::min({kExactTile, lanes - k0, l1 * 64 - k0});
+            exact_rows<T>(sums, base + o.offset[0] + k0 * lane_stride, red, 0, count, kn, s1, s2);
+            store_exact(count, s1, s2, kn, mean_out + o.offset[1] + k0 * lane_out_stride,
+                                    kWantM2 ? m2_out + o.offset[1] + k0 * lane_out_stride : nullptr,
+                                    lane_out_stride);
+          }
+        }
+      });
+      return true;
+    }
+    // Few, narrow outputs: each thread sums a range of rows; the partial sums are added.
+    int64_t* const partial = reusable_sums(size_t(2 * threads * lanes));
+    Counter o(outer, 0);
+    for (int64_t i = 0; i < n_outer; ++i, o.next()) {
+      const char* origin = base + o.offset[0];
+      parallel_tasks(threads, threads, [&](int64_t t) {
+        int64_t r0, r1;
+        split_range(count, threads, t, r0, r1);
+        int64_t* s1 = partial + 2 * t * lanes;
+        exact_rows<T>(sums, origin, red, r0, r1, lanes, s1, s1 + lanes);
+      });
+      for (int t = 1; t < threads; ++t)
+        for (int64_t k = 0; k < 2 * lanes; ++k) partial[k] += partial[2 * t * lanes + k];
+      store_exact(count, partial, partial + lanes, lanes, mean_out + o.offset[1],
+                              kWantM2 ? m2_out + o.offset[1] : nullptr, lane_out_stride);
+    }
+    return true;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
 // The whole reduction. `kept` dims: array 0 = x byte strides, array 1 = output element
 // strides. `red` dims: array 0 = x byte strides, innermost (smallest stride) last.
 template <class T, bool kWantM2>
@@ -722,6 +875,9 @@ void reduce_moments(const char* base, const Space& kept, const Space& red, doubl
       for (int a = 0; a < kMaxArrays; ++a) outer.stride[a][outer.nd] = kept.stride[a][i];
       ++outer.nd;
     }
+    if (exact_column_moments<T, kWantM2>(base, outer, lanes, lane_stride, lane_out_stride, red,
+                                         mean_out, m2_out, threads))
+      return;
     const int64_t n_outer = outer.size();
     if (n_outer >= threads) {  // many independent outputs: one serial column task each
       Running* const scratch = reusable_scratch(size_t(threads) * size_t(lanes));

@@ -197,3 +197,57 @@ def test_streams_of_batches_are_exact(backend, threads, batch_rows, row_shape, c
     for total, want in zip(scaler._sums._totals(), (s1, s2)):  # lanes folded to features
         np.testing.assert_array_equal(total.reshape(-1, features).sum(axis=0), want)
     np.testing.assert_allclose(scaler.mean_.ravel(), s1 / n, rtol=1e-15)
+
+
+# --- zm.moments / mean / var on integers: column reductions from exact int64 sums ----------
+
+def _column_cases():
+    return [
+        ("lanes split across threads", lambda x: x, 0),
+        ("narrow lanes: rows split", lambda x: x, (0, 1, 2)),
+        ("several outputs", lambda x: x, 1),
+        ("runs of a strided view", lambda x: x[:, ::2], (0, 1)),
+        ("short runs", lambda x: x[:, :, ::5], (0, 1, 2)),
+        ("lane tail", lambda x: x[:, :, :, :2], 0),
+        ("reversed rows", lambda x: x[::-1], 0),
+    ]
+
+
+# Per-channel statistics of a C-contiguous batch are computed over wide lanes (a multiple of
+# C) folded back in float64: close, not exact. The compiled backends' other column
+# reductions are exact until the final rounding.
+FOLDED = {"narrow lanes: rows split"}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", INTEGER_DTYPES)
+@pytest.mark.parametrize("name,view,axis", _column_cases(),
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_integer_moments_are_exact(backend, threads, dtype, name, view, axis):
+    info = np.iinfo(dtype)
+    values = np.random.default_rng(21).integers(0, 256, (40, 12, 14, 3))
+    # 0..255 spread over the dtype's whole range, the extremes included.
+    full = (values * ((int(info.max) - int(info.min)) // 255) + int(info.min)).astype(dtype)
+    x = view(full)
+    axes = (axis,) if isinstance(axis, int) else axis
+    mean, var = exact_stats(x, axes)
+    before = zm.get_num_threads()
+    zm.set_num_threads(threads)
+    try:
+        m = zm.moments(x, axis=axis)
+        got_mean, got_var = zm.mean(x, axis=axis), zm.var(x, axis=axis)
+    finally:
+        zm.set_num_threads(before)
+    if zm.get_backend() == "numpy" or name in FOLDED:
+        # NumPy's float64 sums (the reference backend), and folds: relative to the data's
+        # scale, since a signed mean near zero has tiny ulps.
+        scale = float(max(abs(int(info.min)), int(info.max)))
+        for got, want in [(m.mean, mean), (got_mean, mean)]:
+            np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13 * scale)
+        for got, want in [(m.var(), var), (got_var, var)]:
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13 * scale**2)
+        return
+    assert_ulps(m.mean, mean, 1, f"{name} mean")
+    assert_ulps(m.var(), var, 4, f"{name} var")
+    assert_ulps(got_mean, mean, 1, f"{name} zm.mean")
+    assert_ulps(got_var, var, 4, f"{name} zm.var")

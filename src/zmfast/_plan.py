@@ -137,12 +137,16 @@ def moments(x, axes, want_m2, kernel, wide_lanes=WIDE_LANES):
             mean = mean.reshape(out_shape)
             return mean, (m2.reshape(out_shape) * repeat if want_m2 else None)
 
-    mean = np.empty(size)
-    m2 = np.empty(size) if want_m2 else None
+    # One buffer for both outputs: a fresh multi-MB array costs a page fault per 4 KB (as
+    # much as the kernel, for per-pixel statistics), and glibc returns a freed pair of them
+    # to the OS more eagerly than one of twice the size.
+    both = np.empty((2 if want_m2 else 1, size))
+    mean, m2 = both[0], (both[1] if want_m2 else None)
     kernel(x, offset, [d[0] for d in kept], [d[1] for d in kept], [d[2] for d in kept],
            [d[0] for d in red], [d[1] for d in red], mean, m2)
-    mean = mean.reshape(out_shape)
-    return mean, (m2.reshape(out_shape) * repeat if want_m2 else None)
+    if want_m2 and repeat != 1:
+        m2 *= repeat
+    return mean.reshape(out_shape), (m2.reshape(out_shape) if want_m2 else None)
 
 
 def _fold_lanes(mean, m2, outer_size, group, lanes_per_row, count_per_lane):

@@ -249,7 +249,7 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
     >>> float(zm.var(np.array([1, 2, 3, 4], dtype=np.uint8), ddof=1))
     1.6666666666666667
     """
-    return _spread(a, axis, dtype, out, ddof, keepdims, np.var, lambda v: v)
+    return _spread(a, axis, dtype, out, ddof, keepdims, np.var, None)
 
 
 def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
@@ -271,7 +271,13 @@ def _spread(a, axis, dtype, out, ddof, keepdims, numpy_function, finish):
     if stats is None:
         return numpy_function(a if array is None else array, axis=axis, dtype=dtype, out=out,
                               ddof=ddof, keepdims=keepdims)
-    return _finish(finish(stats[1] / (count - ddof)), array, axes, dtype, out, keepdims)
+    # The backend's M2 is fresh float64 (a scalar from NumPy's full reductions): finish it in
+    # place rather than in one more array of the statistics' size.
+    spread = np.asarray(stats[1], dtype=np.float64)
+    np.divide(spread, count - ddof, out=spread)
+    if finish is not None:
+        finish(spread, out=spread)
+    return _finish(spread, array, axes, dtype, out, keepdims)
 
 
 def moments(a, axis=None):
