@@ -176,19 +176,19 @@ class ColumnSums {
 
 template <class T>
 void run_affine(const char* x, const double* mean, const double* inv, char* out, char out_type,
-                const zm::Space& space, int threads) {
+                const zm::Space& space, int threads, bool fresh) {
   switch (out_type) {
-    case 'f': return zm::affine<T, float>(x, mean, inv, out, space, threads);
-    case 'd': return zm::affine<T, double>(x, mean, inv, out, space, threads);
-    case 'e': return zm::affine<T, zm::Half>(x, mean, inv, out, space, threads);
-    case 'B': return zm::affine<T, uint8_t>(x, mean, inv, out, space, threads);
-    case 'H': return zm::affine<T, uint16_t>(x, mean, inv, out, space, threads);
+    case 'f': return zm::affine<T, float>(x, mean, inv, out, space, threads, fresh);
+    case 'd': return zm::affine<T, double>(x, mean, inv, out, space, threads, fresh);
+    case 'e': return zm::affine<T, zm::Half>(x, mean, inv, out, space, threads, fresh);
+    case 'B': return zm::affine<T, uint8_t>(x, mean, inv, out, space, threads, fresh);
+    case 'H': return zm::affine<T, uint16_t>(x, mean, inv, out, space, threads, fresh);
   }
 }
 
 void affine(const py::array& x, int64_t x_offset, const py::array& mean, const py::array& inv,
             const Ints& extent, const Ints& x_strides, const Ints& stats_strides,
-            py::array& out, int64_t out_offset, const Ints& out_strides) {
+            py::array& out, int64_t out_offset, const Ints& out_strides, bool fresh) {
   const zm::Space space = make_space(extent, {&x_strides, &stats_strides, &out_strides});
   const char in_type = x.dtype().char_(), out_type = out.dtype().char_();
   if (mean.dtype().char_() != 'd' ||
@@ -203,12 +203,12 @@ void affine(const py::array& x, int64_t x_offset, const py::array& mean, const p
   const int threads = g_threads.load();
   py::gil_scoped_release release;
   switch (in_type) {
-    case 'B': return run_affine<uint8_t>(xp, mp, ip, op, out_type, space, threads);
-    case 'b': return run_affine<int8_t>(xp, mp, ip, op, out_type, space, threads);
-    case 'H': return run_affine<uint16_t>(xp, mp, ip, op, out_type, space, threads);
-    case 'h': return run_affine<int16_t>(xp, mp, ip, op, out_type, space, threads);
-    case 'f': return run_affine<float>(xp, mp, ip, op, out_type, space, threads);
-    case 'd': return run_affine<double>(xp, mp, ip, op, out_type, space, threads);
+    case 'B': return run_affine<uint8_t>(xp, mp, ip, op, out_type, space, threads, fresh);
+    case 'b': return run_affine<int8_t>(xp, mp, ip, op, out_type, space, threads, fresh);
+    case 'H': return run_affine<uint16_t>(xp, mp, ip, op, out_type, space, threads, fresh);
+    case 'h': return run_affine<int16_t>(xp, mp, ip, op, out_type, space, threads, fresh);
+    case 'f': return run_affine<float>(xp, mp, ip, op, out_type, space, threads, fresh);
+    case 'd': return run_affine<double>(xp, mp, ip, op, out_type, space, threads, fresh);
   }
   throw py::type_error("affine: unsupported input dtype");
 }
@@ -226,7 +226,9 @@ PYBIND11_MODULE(_core, m) {
                     py::array_t<int64_t, 0>, py::array_t<int64_t, 0>>())
       .def("add", &ColumnSums::add, "Add x if it fits (see zmfast._stats.RunningSums).")
       .def("flush", &ColumnSums::flush, "Move the pending sums into the int64 totals.");
-  m.def("affine", &affine, "out = (x - mean) * inv over a canonical strided space.");
+  m.def("affine", &affine, py::arg("x"), py::arg("x_offset"), py::arg("mean"), py::arg("inv"),
+        py::arg("extent"), py::arg("x_strides"), py::arg("stats_strides"), py::arg("out"),
+        py::arg("out_offset"), py::arg("out_strides"), py::arg("fresh") = false, "out = (x - mean) * inv over a canonical strided space.");
   m.def("set_num_threads", [](int n) { g_threads.store(n < 1 ? 1 : n); });
   m.def("simd_level", []() { return std::string(zm::level_name(zm::current_level())); },
         "The SIMD level the kernels use now.");

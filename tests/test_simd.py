@@ -108,3 +108,27 @@ def test_streaming_sums_survive_a_level_change(simd_level):
     x = np.concatenate(batches).astype(np.int64)
     np.testing.assert_array_equal(scaler._sums._totals()[0], x.sum(axis=0).ravel())
     np.testing.assert_array_equal(scaler._sums._totals()[1], (x * x).sum(axis=0).ravel())
+
+
+@pytest.mark.parametrize("out_dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("placement", ["aligned", "unaligned", "fresh"])
+@pytest.mark.parametrize("shape", [(37, 150, 140, 3), (7, 11, 13, 3)], ids=str)
+def test_per_pixel_rows_share_statistics(simd_level, out_dtype, placement, shape):
+    """Per-pixel statistics are loaded once for a group of images (AVX-512): group tails,
+    block tails, outputs on and off cache lines, streaming (an 8 MB+ reused out) or not."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, shape, dtype=np.uint8)  # float32 out of the first: 9 MB
+    mean, std = x.mean(axis=0), x.std(axis=0) + 0.5
+    expected = ((x - mean) / std).astype(out_dtype)
+    if placement == "fresh":
+        got = zm.standardize(x, mean, std, dtype=out_dtype)
+    else:
+        from zmfast._normalize import aligned_empty
+        raw = aligned_empty(x.size + 64, out_dtype)
+        skip = 0 if placement == "aligned" else 3
+        got = raw[skip:skip + x.size].reshape(x.shape)
+        assert zm.standardize(x, mean, std, dtype=out_dtype, out=got) is got
+    if out_dtype == np.float16:
+        np.testing.assert_array_equal(got, expected)
+    else:
+        np.testing.assert_array_max_ulp(got, expected, maxulp=1)

@@ -78,7 +78,7 @@ def run_affine(x, mean, std, out, dtype, layout):
     backend = _config.backend()
     if not is_fast(x) or x.size == 0:
         backend = _config._load("numpy")
-    backend.affine(x, mean, std, target, layout)
+    backend.affine(x, mean, std, target, layout, fresh=target is not out)
     if out is None:
         return target
     if not direct:

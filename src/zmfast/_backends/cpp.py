@@ -1,5 +1,7 @@
 """The C++ backend: the extension's kernels on the canonical plans of zmfast._plan."""
 
+import functools
+
 import zmfast._core as _core
 from zmfast import _plan
 
@@ -20,8 +22,10 @@ def column_sums(dtype, ndim, kept, features, limit, s1, s2, counter):
     return _core.ColumnSums(dtype, ndim, list(kept), features, limit, s1, s2, counter)
 
 
-def affine(x, mean, std, out, layout):
-    _plan.affine(x, mean, std, out, layout, _core.affine)
+def affine(x, mean, std, out, layout, fresh=False):
+    """``fresh``: ``out`` was just allocated (normal stores then beat streaming ones)."""
+    kernel = functools.partial(_core.affine, fresh=True) if fresh else _core.affine
+    _plan.affine(x, mean, std, out, layout, kernel)
 
 
 def set_num_threads(n):

@@ -679,5 +679,5 @@ def moments(x, axes, want_m2=True):
     return _plan.moments(x, axes, want_m2, _reduce, wide_lanes=WIDE_LANES)
 
 
-def affine(x, mean, std, out, layout):
+def affine(x, mean, std, out, layout, fresh=False):
     _plan.affine(x, mean, std, out, layout, _affine_kernel)
