@@ -1,9 +1,11 @@
-"""The "Estimators" section of the benchmark report, from test_bench_estimators.py's results.
+"""The "Estimators" and "Targets" sections of the benchmark report, from the results of
+test_bench_estimators.py and test_bench_targets.py.
 
     python bench/report_estimators.py bench/results/20250101-120000.json
     python bench/report_estimators.py RESULT.json --append bench/results/report.md
 
-Each benchmark of test_bench_estimators.py carries ``extra_info["suite"] == "estimators"``,
+Each benchmark of those files carries ``extra_info["suite"]`` (``"estimators"`` or
+``"targets"``),
 its comparison, its role (``baseline`` or ``candidate``), the implementation a candidate is
 measured against and the comparison's target. The section has a table per data set: a row
 per candidate with its median, its baseline's median, the ratio and whether the target is
@@ -25,11 +27,13 @@ from pathlib import Path
 from report import format_time
 
 ZMFAST_BACKENDS = ("cpp", "numba", "numpy")
+SECTIONS = {"estimators": "Estimators", "targets": "Targets"}  # suite -> section title
 
 
 @dataclasses.dataclass(frozen=True)
 class ComparisonRecord:
-    """One benchmark of test_bench_estimators.py."""
+    """One benchmark of test_bench_estimators.py or test_bench_targets.py."""
+    suite: str  # a key of SECTIONS
     data: str  # the workload's name
     shape: tuple
     dtype: str
@@ -47,15 +51,15 @@ class ComparisonRecord:
 
 
 def comparison_records(data: dict) -> list:
-    """The estimator benchmarks of a pytest-benchmark JSON document, in its order."""
+    """The comparison benchmarks of a pytest-benchmark JSON document, in its order."""
     records = []
     for bench in data.get("benchmarks", []):
         info = bench.get("extra_info", {})
-        if info.get("suite") != "estimators":
+        if info.get("suite") not in SECTIONS:
             continue
         stats = bench["stats"]
         records.append(ComparisonRecord(
-            data=info["data"], shape=tuple(info.get("shape", ())),
+            suite=info["suite"], data=info["data"], shape=tuple(info.get("shape", ())),
             dtype=info.get("dtype", "uint8"), comparison=info["comparison"],
             comparison_label=info.get("comparison_label", info["comparison"]),
             implementation=info["implementation"], backend=info.get("backend", ""),
@@ -92,17 +96,17 @@ def comparison_ratio(candidate: ComparisonRecord, baseline: ComparisonRecord):
 
 
 def render_comparisons(comparisons: list) -> list:
-    """Markdown lines: per data set, a row per candidate next to its baseline."""
+    """Markdown lines: per suite and data set, a row per candidate next to its baseline."""
     lines = []
     by_data = {}
     for record in comparisons:
-        by_data.setdefault(record.data, []).append(record)
-    for data, records in by_data.items():
+        by_data.setdefault((record.suite, record.data), []).append(record)
+    for (suite, data), records in by_data.items():
         first = records[0]
         shape = " × ".join(map(str, first.shape))
         itemsize = {"uint8": 1, "uint16": 2, "float32": 4, "float64": 8}.get(first.dtype, 1)
         mib = math.prod(first.shape) * itemsize / 2**20 if first.shape else 0.0
-        lines += [f"### Estimators, {data}: {shape} {first.dtype} ({mib:.1f} MiB)", "",
+        lines += [f"### {SECTIONS[suite]}, {data}: {shape} {first.dtype} ({mib:.1f} MiB)", "",
                   "| comparison | zmfast | time | against | its time | ratio | target |",
                   "|---|---|---:|---|---:|---:|---|"]
         index = {(r.comparison, r.implementation): r for r in records}
@@ -137,7 +141,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     comparisons = load_comparisons(args.json)
     if not comparisons:
-        print(f"{args.json} holds no estimator benchmarks", file=sys.stderr)
+        print(f"{args.json} holds no estimator or target benchmarks", file=sys.stderr)
         return 1
     text = "\n".join(render_comparisons(comparisons))
     if args.append:

@@ -339,3 +339,23 @@ def test_docstring_examples(backend):
     x = np.array([[1, 2], [3, 4]], dtype=np.uint8)
     np.testing.assert_array_equal(zm.center(x, zm.mean(x, axis=0)),
                                   np.array([[-1, -1], [1, 1]], np.float32))
+
+
+def test_repeated_calls_follow_changed_statistics_and_outputs(backend):
+    """Small statistics' checks and plans are cached on their values: a caller who edits
+    its mean in place, or passes out arrays at other cache-line offsets, gets fresh results,
+    and bad statistics still raise after good ones of the same shape."""
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, 256, (6, 40, 33, 3), dtype=np.uint8)
+    mean, std = np.array([100.0, 120.0, 130.0]), np.array([50.0, 60.0, 70.0])
+    raw = np.empty(x.size + 16, np.float32)
+    for step in range(3):
+        mean[step] += 7.5  # edited in place between calls
+        for skip in (0, 1, 5):
+            out = raw[skip:skip + x.size].reshape(x.shape)
+            zm.standardize(x, mean, std, out=out)
+            assert_within_ulps(out, ((x - mean) / std).astype(np.float32), np.float32,
+                               what=f"step {step} skip {skip}")
+    std[1] = 0.0
+    with pytest.raises(ValueError, match="std must be finite and > 0"):
+        zm.standardize(x, mean, std)

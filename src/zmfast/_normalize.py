@@ -16,11 +16,33 @@ def _stats_array(value, name):
     return array.astype(np.float64, copy=False)
 
 
+# Statistics validated recently, keyed on their values and the input's shape (small ones
+# only: per channel, scalar), so a data loader's repeated calls skip the checks.
+_CHECKED = {}
+_CHECKED_MAX = 64
+
+
 def check_stats(x_shape, mean, std):
     """Validate statistics against an input of (channels-last) shape ``x_shape``; return
     them as float64 arrays. Raises before anything is written."""
     mean = _stats_array(mean, "mean")
     std = _stats_array(std, "std")
+    if mean.size > 256 or std.size > 256:
+        return _check_stats(x_shape, mean, std)
+    key = (tuple(x_shape), mean.shape, mean.tobytes(), std.shape, std.tobytes())
+    checked = _CHECKED.get(key)
+    if checked is None:
+        checked = _check_stats(x_shape, mean, std)
+        checked = tuple(a.copy() for a in checked)  # private: later edits to the caller's
+        for array in checked:                       # arrays change the key, not these
+            array.flags.writeable = False
+        if len(_CHECKED) >= _CHECKED_MAX:
+            _CHECKED.clear()
+        _CHECKED[key] = checked
+    return checked
+
+
+def _check_stats(x_shape, mean, std):
     try:
         stats_shape = np.broadcast_shapes(mean.shape, std.shape)
     except ValueError:

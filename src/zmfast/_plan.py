@@ -181,6 +181,14 @@ def _peel_to_line(out, extent, out_stride, line=64):
     return 0
 
 
+# Plans of recent calls with small statistics (per channel, scalar), keyed on everything the
+# plan depends on, the statistics' values included: a data loader's repeated calls then skip
+# the planning, which costs more than the kernel on one image.
+_AFFINE_PLANS = {}
+_AFFINE_PLANS_MAX = 64
+SMALL_STATS = 256
+
+
 def affine(x, mean, std, out, layout, kernel):
     """Run ``kernel`` on the canonical form of ``out = (x - mean) / std``.
 
@@ -190,6 +198,30 @@ def affine(x, mean, std, out, layout, kernel):
     stats_strides, out, out_offset, out_strides)`` computes ``out = (x - mean) * inv``
     elementwise; ``mean`` and ``inv`` share ``stats_strides``. ``out`` is C-contiguous.
     """
+    mean, std = np.asarray(mean), np.asarray(std)
+    key = None
+    if mean.size <= SMALL_STATS and std.size <= SMALL_STATS:
+        key = (x.shape, x.strides, x.dtype.char, out.shape, out.strides, out.dtype.char,
+               out.__array_interface__["data"][0] % 64, layout, mean.shape, mean.dtype.char,
+               mean.tobytes(), std.shape, std.dtype.char, std.tobytes())
+        calls = _AFFINE_PLANS.get(key)
+        if calls is None:
+            calls = _affine_calls(x, mean, std, out, layout)
+            if len(_AFFINE_PLANS) >= _AFFINE_PLANS_MAX:
+                _AFFINE_PLANS.clear()
+            _AFFINE_PLANS[key] = calls
+    else:
+        calls = _affine_calls(x, mean, std, out, layout)
+    for x_offset, call_mean, call_inv, extents, x_strides, stats_strides, out_offset, \
+            out_strides in calls:
+        kernel(x, x_offset, call_mean, call_inv, extents, x_strides, stats_strides, out,
+               out_offset, out_strides)
+
+
+def _affine_calls(x, mean, std, out, layout):
+    """The kernel calls of ``affine``: (x_offset, mean, inv, extents, x_strides,
+    stats_strides, out_offset, out_strides) tuples."""
+    calls = []
     mean, std = np.broadcast_arrays(mean, std)
     mean = np.array(mean, dtype=np.float64, order="C")  # (ascontiguousarray makes 0-d 1-d)
     inv = np.array(1.0 / std, dtype=np.float64, order="C")
@@ -204,8 +236,8 @@ def affine(x, mean, std, out, layout, kernel):
         if n != 1) or [(1, 0, 0, out.itemsize)]
 
     def call(dims, x_offset, mean, inv, out_offset):
-        kernel(x, x_offset, mean, inv, [d[0] for d in dims], [d[1] for d in dims],
-               [d[2] for d in dims], out, out_offset, [d[3] for d in dims])
+        calls.append((x_offset, mean, inv, [d[0] for d in dims], [d[1] for d in dims],
+                      [d[2] for d in dims], out_offset, [d[3] for d in dims]))
 
     extent, x_stride, stats_stride, out_stride = dims[-1]
     if (len(dims) >= 2 and extent <= TINY_EXTENT and x_stride == x.itemsize
@@ -233,5 +265,6 @@ def affine(x, mean, std, out, layout, kernel):
                 done = peel + rows * group
                 call(dims[:-2] + [(tail,) + dims[-2][1:], dims[-1]], done * pixel_x, mean, inv,
                      done * pixel_out)
-            return
+            return calls
     call(dims, 0, mean, inv, 0)
+    return calls
