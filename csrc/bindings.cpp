@@ -105,20 +105,22 @@ class ColumnSums {
  public:
   ColumnSums(py::dtype dtype, int ndim, Ints kept, int64_t features, int64_t limit,
              py::array_t<int64_t, 0> s1, py::array_t<int64_t, 0> s2,
-             py::array_t<int64_t, 0> count)
+             py::array_t<int64_t, 0> count, py::array_t<int64_t, 0> samples)
       : dtype_(std::move(dtype)), ndim_(ndim), kept_(std::move(kept)), features_(features),
-        limit_(limit), s1_(std::move(s1)), s2_(std::move(s2)), count_(std::move(count)) {
+        limit_(limit), s1_(std::move(s1)), s2_(std::move(s2)), count_(std::move(count)),
+        samples_(std::move(samples)) {
     lanes_ = int64_t(s1_.size());
     if (features_ < 1 || lanes_ % features_ != 0 || int64_t(s2_.size()) != lanes_ ||
-        count_.size() != 1 || !(s1_.flags() & py::array::c_style) ||
+        count_.size() != 1 || samples_.size() != 1 || !(s1_.flags() & py::array::c_style) ||
         !(s2_.flags() & py::array::c_style) || kept_.size() > size_t(ndim_))
       throw std::invalid_argument("ColumnSums: inconsistent arguments");
     if (!is_sums_type(dtype_.char_()) || !dtype_.attr("isnative").cast<bool>())
       throw py::type_error("ColumnSums: the dtype must be a native 8- or 16-bit integer");
   }
 
-  // Adds x and returns true when it is a plain ndarray of the dtype, rank and statistics
-  // shape, C-contiguous, and keeps the totals exact; otherwise adds nothing, returns false.
+  // Adds x (and its length to the samples seen) and returns true when it is a plain ndarray
+  // of the dtype, rank and statistics shape, C-contiguous, and keeps the totals exact;
+  // otherwise adds nothing and returns false. An empty x is taken and adds nothing.
   bool add(py::handle x) {
     const auto& api = py::detail::npy_api::get();
     if (Py_TYPE(x.ptr()) != api.PyArray_Type_) return false;
@@ -129,6 +131,7 @@ class ColumnSums {
     for (size_t i = 0; i < kept_.size(); ++i)
       if (a.shape(lead + int(i)) != kept_[i]) return false;
     const int64_t size = int64_t(a.size());
+    if (size == 0) return true;
     int64_t* count = count_.mutable_data();
     if (count[0] + size / features_ > limit_) return false;
     const int64_t rows = size / lanes_, tail = size % lanes_;
@@ -154,6 +157,7 @@ class ColumnSums {
     }
     if (pending) pending_rows_ += rows;
     count[0] += size / features_;
+    samples_.mutable_data()[0] += a.shape(0);
     return true;
   }
 
@@ -169,7 +173,7 @@ class ColumnSums {
   int ndim_;
   Ints kept_;
   int64_t features_, limit_, lanes_ = 0;
-  py::array_t<int64_t, 0> s1_, s2_, count_;
+  py::array_t<int64_t, 0> s1_, s2_, count_, samples_;
   std::vector<zm::PendingChunk> pending_;
   int64_t pending_rows_ = 0;
 };
@@ -223,7 +227,8 @@ PYBIND11_MODULE(_core, m) {
   py::class_<ColumnSums>(m, "ColumnSums",
                          "Exact running column sums of a stream of integer batches.")
       .def(py::init<py::dtype, int, Ints, int64_t, int64_t, py::array_t<int64_t, 0>,
-                    py::array_t<int64_t, 0>, py::array_t<int64_t, 0>>())
+                    py::array_t<int64_t, 0>, py::array_t<int64_t, 0>,
+                    py::array_t<int64_t, 0>>())
       .def("add", &ColumnSums::add, "Add x if it fits (see zmfast._stats.RunningSums).")
       .def("flush", &ColumnSums::flush, "Move the pending sums into the int64 totals.");
   m.def("affine", &affine, py::arg("x"), py::arg("x_offset"), py::arg("mean"), py::arg("inv"),

@@ -251,3 +251,22 @@ def test_integer_moments_are_exact(backend, threads, dtype, name, view, axis):
     assert_ulps(m.var(), var, 4, f"{name} var")
     assert_ulps(got_mean, mean, 1, f"{name} zm.mean")
     assert_ulps(got_var, var, 4, f"{name} zm.var")
+
+
+def test_samples_seen_through_the_fast_path(backend):
+    scaler = zm.StandardScaler(axis=(0, 1))
+    with pytest.raises(AttributeError):
+        scaler.n_samples_seen_  # noqa: B018  (not fitted: no attribute, as scikit-learn)
+    x = np.arange(5 * 4 * 3, dtype=np.uint8).reshape(5, 4, 3)
+    scaler.partial_fit(x)
+    scaler.partial_fit(x[:2])
+    scaler.partial_fit(np.zeros((3, 0, 3), np.uint8))  # empty: adds nothing, counts nothing
+    scaler.partial_fit(x[:0])
+    assert scaler.n_samples_seen_ == 7 and scaler.moments_.count == 28
+    mean_before = scaler.mean_.copy()
+    scaler.partial_fit(x[4:])  # the cached statistics follow the new batch
+    assert scaler.n_samples_seen_ == 8
+    assert not np.array_equal(scaler.mean_, mean_before)
+    np.testing.assert_allclose(scaler.mean_, np.concatenate([x, x[:2], x[4:]]).mean((0, 1)))
+    scaler.fit(x[:1])
+    assert scaler.n_samples_seen_ == 1

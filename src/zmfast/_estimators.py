@@ -120,10 +120,25 @@ class StandardScaler(_Estimator):
     def _reset(self):
         self._merged = None  # float moments of batches that took the general path
         self._sums = None  # exact integer sums of the batches that allow them
-        self._combined = None  # both merged, cached until the next batch
-        self.n_samples_seen_ = 0
+        self._try_add = None  # the sums' streaming call, once there are sums
+        self._samples = np.zeros(1, dtype=np.int64)  # n_samples_seen_ (the sums add to it)
+        self._combined = None  # both merged, cached ...
+        self._combined_count = 0  # ... while the sums hold this many values
         self._fitted_ndim = None
         self._fitted_kept = None
+
+    @property
+    def n_samples_seen_(self):
+        """Samples seen along axis 0."""
+        if "_samples" not in self.__dict__:
+            raise AttributeError("n_samples_seen_ is set by fit or partial_fit")
+        return int(self._samples[0])
+
+    @n_samples_seen_.setter
+    def n_samples_seen_(self, value):
+        if "_samples" not in self.__dict__:
+            self._samples = np.zeros(1, dtype=np.int64)
+        self._samples[0] = value
 
     def fit(self, x, y=None):
         """Compute the statistics of ``x`` (``y`` is ignored, as in scikit-learn)."""
@@ -141,22 +156,21 @@ class StandardScaler(_Estimator):
         about what one ``fit`` does and gives bit-identical statistics; other batches merge
         float64 moments (Chan et al.), equal to ``fit`` up to rounding.
         """
-        sums = getattr(self, "_sums", None)
-        if sums is not None and sums.try_add(x):  # the streaming fast path
-            self._combined = None
-            self.n_samples_seen_ += x.shape[0]
-            return self
+        try_add = self.__dict__.get("_try_add")
+        if try_add is not None and try_add(x):  # the streaming fast path: checks, sums and
+            return self                         # samples seen in one call
         x = np.asarray(x)
         require_real_numeric(x, "x")
         if x.ndim == 0:
             raise ValueError("x must have at least one dimension (the samples)")
-        if not hasattr(self, "_sums"):
+        if "_sums" not in self.__dict__:
             self._reset()
         axes, kept = self._axes_for(x)
         if x.size == 0:  # an empty batch of a stream adds nothing
             return self
         if self._sums is None:
-            self._sums = RunningSums.for_batch(x, axes)
+            self._sums = RunningSums.for_batch(x, axes, self._samples)
+            self._try_add = None if self._sums is None else self._sums.try_add
         if self._sums is not None and self._sums.accepts(x):
             if not self._sums.has_room(x):  # keep the integers exact: fold them in first
                 self._merged = self.moments_
@@ -171,18 +185,21 @@ class StandardScaler(_Estimator):
     @property
     def moments_(self):
         """The fitted :class:`Moments` (count, mean, M2), or None before fitting."""
-        if getattr(self, "_combined", None) is None:
-            parts = [part for part in (getattr(self, "_merged", None),
-                                       self._sums.moments() if getattr(self, "_sums", None)
-                                       is not None and self._sums.count else None)
+        sums = self.__dict__.get("_sums")
+        count = 0 if sums is None else sums.count
+        if self.__dict__.get("_combined") is None or self._combined_count != count:
+            parts = [part for part in (self.__dict__.get("_merged"),
+                                       sums.moments() if count else None)
                      if part is not None]
             self._combined = parts[0] if len(parts) == 1 else \
                 parts[0].merge(parts[1]) if parts else None
+            self._combined_count = count
         return self._combined
 
     @moments_.setter
     def moments_(self, value):
-        self._merged, self._sums, self._combined = value, None, value
+        self._merged, self._sums, self._try_add = value, None, None
+        self._combined, self._combined_count = value, 0
 
     @property
     def mean_(self):

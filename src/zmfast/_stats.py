@@ -89,9 +89,9 @@ class RunningSums:
     """
 
     __slots__ = ("dtype", "ndim", "kept", "features", "lanes", "limit", "s1", "s2", "counter",
-                 "native", "try_add")
+                 "samples", "native", "try_add")
 
-    def __init__(self, dtype, ndim, kept):
+    def __init__(self, dtype, ndim, kept, samples=None):
         self.dtype, self.ndim, self.kept = np.dtype(dtype), ndim, tuple(kept)
         self.features = math.prod(self.kept)
         self.lanes = self.features * max(1, -(-_plan.WIDE_LANES // self.features))
@@ -99,10 +99,12 @@ class RunningSums:
         self.s1 = np.zeros(self.lanes, dtype=np.int64)
         self.s2 = np.zeros(self.lanes, dtype=np.int64)
         self.counter = np.zeros(1, dtype=np.int64)  # values per statistic so far
+        # Samples along axis 0 that try_add took (a caller's counter may be shared).
+        self.samples = np.zeros(1, dtype=np.int64) if samples is None else samples
         make_native = getattr(_config.backend(), "column_sums", None)
         self.native = None if make_native is None else make_native(
             self.dtype, ndim, self.kept, self.features, self.limit, self.s1, self.s2,
-            self.counter)
+            self.counter, self.samples)
         self.try_add = self._try_add if self.native is None else self.native.add
 
     @property
@@ -110,13 +112,13 @@ class RunningSums:
         return int(self.counter[0])
 
     @classmethod
-    def for_batch(cls, x, axes):
+    def for_batch(cls, x, axes, samples=None):
         """Running sums for batches like ``x`` reduced over ``axes``, or None where they do
         not apply (floats, other integer widths, non-leading axes, non-contiguous data)."""
         if (x.dtype not in _SUMS_LIMITS or not x.flags.c_contiguous or x.size == 0
                 or tuple(axes) != tuple(range(len(axes)))):
             return None
-        return cls(x.dtype, x.ndim, x.shape[len(axes):])
+        return cls(x.dtype, x.ndim, x.shape[len(axes):], samples)
 
     def accepts(self, x):
         """Whether ``x`` (an ndarray) can be added: same dtype, rank and statistics shape,
@@ -142,10 +144,13 @@ class RunningSums:
         self.counter[0] += x.size // self.features
 
     def _try_add(self, x):
-        """Add ``x`` and return True if it is a plain ndarray that ``accepts`` and
-        ``has_room``; otherwise add nothing and return False."""
+        """Add ``x`` (and its length to ``samples``) and return True if it is a plain
+        ndarray that ``accepts`` and ``has_room``; otherwise add nothing and return False.
+        An empty batch is taken and adds nothing."""
         if type(x) is np.ndarray and self.accepts(x) and self.has_room(x):
-            self.add(x)
+            if x.size:
+                self.add(x)
+                self.samples[0] += x.shape[0]
             return True
         return False
 

@@ -16,10 +16,10 @@ def add_sums(x, rows, lanes, s1, s2):
     _core.add_sums(x, rows, lanes, s1, s2)
 
 
-def column_sums(dtype, ndim, kept, features, limit, s1, s2, counter):
+def column_sums(dtype, ndim, kept, features, limit, s1, s2, counter, samples):
     """The streaming accumulator of zmfast._stats.RunningSums: ``.add(x)`` checks and adds a
     batch in one call (uint8 sums may wait in 32-bit form until ``.flush()``)."""
-    return _core.ColumnSums(dtype, ndim, list(kept), features, limit, s1, s2, counter)
+    return _core.ColumnSums(dtype, ndim, list(kept), features, limit, s1, s2, counter, samples)
 
 
 def affine(x, mean, std, out, layout, fresh=False):
