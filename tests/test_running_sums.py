@@ -270,3 +270,23 @@ def test_samples_seen_through_the_fast_path(backend):
     np.testing.assert_allclose(scaler.mean_, np.concatenate([x, x[:2], x[4:]]).mean((0, 1)))
     scaler.fit(x[:1])
     assert scaler.n_samples_seen_ == 1
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_a_streaming_scaler_pickles_and_continues(backend, how):
+    import copy
+    import pickle
+    rng = np.random.default_rng(12)
+    x = rng.integers(0, 256, (90, 16, 16, 3), dtype=np.uint8)
+    scaler = zm.StandardScaler(axis=0)
+    for start in range(0, 50, 10):
+        scaler.partial_fit(x[start:start + 10])
+    clone = pickle.loads(pickle.dumps(scaler)) if how == "pickle" else copy.deepcopy(scaler)
+    for part in (scaler, clone):
+        for start in range(50, 90, 10):
+            part.partial_fit(x[start:start + 10])
+    whole = zm.StandardScaler(axis=0).fit(x)
+    for part in (scaler, clone):
+        assert part.n_samples_seen_ == 90
+        np.testing.assert_array_equal(part.mean_, whole.mean_)
+        np.testing.assert_array_equal(part.var_, whole.var_)

@@ -127,6 +127,16 @@ class StandardScaler(_Estimator):
         self._fitted_ndim = None
         self._fitted_kept = None
 
+    def __getstate__(self):  # pickle, copy and joblib: _try_add is rebuilt from _sums
+        state = self.__dict__.copy()
+        state.pop("_try_add", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if "_sums" in state:
+            self._try_add = None if self._sums is None else self._sums.try_add
+
     @property
     def n_samples_seen_(self):
         """Samples seen along axis 0."""

@@ -154,6 +154,16 @@ class RunningSums:
             return True
         return False
 
+    def __getstate__(self):  # pickle and copy: the totals, not the backend's accumulator
+        s1, s2 = self._totals()
+        return {"dtype": self.dtype, "ndim": self.ndim, "kept": self.kept, "s1": s1,
+                "s2": s2, "counter": self.counter, "samples": self.samples}
+
+    def __setstate__(self, state):
+        self.__init__(state["dtype"], state["ndim"], state["kept"], state["samples"])
+        self.s1[...], self.s2[...] = state["s1"], state["s2"]
+        self.counter[...] = state["counter"]
+
     def _totals(self):
         """S1 and S2 per lane, with anything the backend still holds added in."""
         if self.native is not None:
