@@ -691,7 +691,7 @@ inline void flush_pending(PendingChunk* pending, int64_t lanes, int64_t* s1, int
 // column-sums kernel, one run of the innermost reduced dim at a time, and each lane's
 // (n, S1, S2) becomes mean and M2 with n*S2 - S1^2 in 128 bits, rounded once. Faster than
 // the float merges of column_moments_impl and exact until that last rounding.
-constexpr int64_t kExactTile = 64 * kU8TileChunks;  // lanes summed per pass (int64 sums in L2)
+constexpr int64_t kExactTile = 4096;  // lanes summed per pass: 64 KB of int64 sums, in L2
 
 // Rows a lane may sum before S2, or the shifted sum of squares in store_exact, could pass
 // 2^63: both are at most count * (max - min)^2.

@@ -452,7 +452,8 @@ void affine(const char* x, const double* mean, const double* inv, char* out, con
   if (stats_repeat && (run > kStatsBlock || grouped) && rows >= threads) {
     // Rows share long statistics (per-pixel): each thread takes whole rows and walks them
     // a block of columns at a time, so the statistics of a block stay in cache.
-    const bool aligned = reinterpret_cast<uintptr_t>(out) % 64 == 0 && outer.stride[2][0] % 64 == 0;
+    [[maybe_unused]] const bool aligned =
+        reinterpret_cast<uintptr_t>(out) % 64 == 0 && outer.stride[2][0] % 64 == 0;
     parallel_tasks(threads, threads, [&](int64_t t) {
       int64_t r0, r1;
       split_range(rows, threads, t, r0, r1);

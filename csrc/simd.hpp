@@ -8,7 +8,9 @@
 #include <cstdlib>
 #include <cstring>
 
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+// -DZMFAST_NO_DISPATCH builds only the baseline loops, as on other CPUs and compilers.
+#if !defined(ZMFAST_NO_DISPATCH) && (defined(__GNUC__) || defined(__clang__)) && \
+    (defined(__x86_64__) || defined(__i386__))
 #define ZMFAST_X86_DISPATCH 1
 #define ZM_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define ZM_TARGET_AVX512 \
