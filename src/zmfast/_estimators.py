@@ -87,9 +87,10 @@ class StandardScaler(_Estimator):
     A fused, image-aware version of :class:`sklearn.preprocessing.StandardScaler`: ``axis``
     names the reduced axes (0: the per-pixel mean image over the batch; ``(0, 1, 2)``:
     per-channel statistics of NHWC batches; None: one global mean and std). ``partial_fit``
-    merges exact moments (Chan et al.), so any batching gives the same statistics as ``fit``
-    on the concatenation; ``transform`` is one pass from uint8 to float32 (or float16 or
-    float64, optionally channels-first).
+    adds 8- and 16-bit integer batches into exact integer sums (bit-identical to ``fit`` on
+    the concatenation, whatever the batching) and merges other batches' moments (Chan et
+    al.); ``transform`` is one pass from uint8 to float32 (or float16 or float64, optionally
+    channels-first).
 
     Attributes after fitting: ``mean_``, ``var_``, ``scale_`` (float64 arrays of the
     statistics' shape; ``scale_`` is 1 where the variance is 0, as scikit-learn),
