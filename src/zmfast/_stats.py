@@ -200,7 +200,16 @@ def _reduce(a, axis, want_m2, ddof=0):
     count = math.prod(a.shape[ax] for ax in axes)
     if count - ddof <= 0 or a.size == 0 or not is_fast(a):
         return axes, count, None
-    return axes, count, _config.backend().moments(a, axes, want_m2)
+    backend = _config.backend()
+    if backend.name != "numpy" and a.size // count <= _plan.TINY_EXTENT:
+        # A few statistics (per channel, global) of a contiguous integer batch: exact sums
+        # over wide lanes, folded back exactly (the kernels' own fold is in float64).
+        sums = RunningSums.for_batch(a, axes)
+        if sums is not None and sums.accepts(a):
+            sums.add(a)
+            exact = sums.moments()
+            return axes, count, (exact.mean, exact.m2 if want_m2 else None)
+    return axes, count, backend.moments(a, axes, want_m2)
 
 
 def _finish(result, a, axes, dtype, out, keepdims):
