@@ -91,7 +91,7 @@ class RunningSums:
     __slots__ = ("dtype", "ndim", "kept", "features", "lanes", "limit", "s1", "s2", "counter",
                  "samples", "native", "try_add")
 
-    def __init__(self, dtype, ndim, kept, samples=None):
+    def __init__(self, dtype, ndim, kept, samples=None, stream=True):
         self.dtype, self.ndim, self.kept = np.dtype(dtype), ndim, tuple(kept)
         self.features = math.prod(self.kept)
         self.lanes = self.features * max(1, -(-_plan.WIDE_LANES // self.features))
@@ -101,7 +101,8 @@ class RunningSums:
         self.counter = np.zeros(1, dtype=np.int64)  # values per statistic so far
         # Samples along axis 0 that try_add took (a caller's counter may be shared).
         self.samples = np.zeros(1, dtype=np.int64) if samples is None else samples
-        make_native = getattr(_config.backend(), "column_sums", None)
+        # A one-off sum (stream=False) needs no streaming accumulator of the backend's.
+        make_native = getattr(_config.backend(), "column_sums", None) if stream else None
         self.native = None if make_native is None else make_native(
             self.dtype, ndim, self.kept, self.features, self.limit, self.s1, self.s2,
             self.counter, self.samples)
@@ -112,13 +113,13 @@ class RunningSums:
         return int(self.counter[0])
 
     @classmethod
-    def for_batch(cls, x, axes, samples=None):
+    def for_batch(cls, x, axes, samples=None, stream=True):
         """Running sums for batches like ``x`` reduced over ``axes``, or None where they do
         not apply (floats, other integer widths, non-leading axes, non-contiguous data)."""
         if (x.dtype not in _SUMS_LIMITS or not x.flags.c_contiguous or x.size == 0
                 or tuple(axes) != tuple(range(len(axes)))):
             return None
-        return cls(x.dtype, x.ndim, x.shape[len(axes):], samples)
+        return cls(x.dtype, x.ndim, x.shape[len(axes):], samples, stream)
 
     def accepts(self, x):
         """Whether ``x`` (an ndarray) can be added: same dtype, rank and statistics shape,
@@ -204,7 +205,7 @@ def _reduce(a, axis, want_m2, ddof=0):
     if backend.name != "numpy" and a.size // count <= _plan.TINY_EXTENT:
         # A few statistics (per channel, global) of a contiguous integer batch: exact sums
         # over wide lanes, folded back exactly (the kernels' own fold is in float64).
-        sums = RunningSums.for_batch(a, axes)
+        sums = RunningSums.for_batch(a, axes, stream=False)
         if sums is not None and sums.accepts(a):
             sums.add(a)
             exact = sums.moments()
