@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "channels.hpp"
 #include "moments.hpp"
 #include "normalize.hpp"
 
@@ -217,6 +218,75 @@ void affine(const py::array& x, int64_t x_offset, const py::array& mean, const p
   throw py::type_error("affine: unsupported input dtype");
 }
 
+// (4, C) float32 rows k, r, r_low, b of the channel form (channels.hpp), or None where this SIMD
+// level has no channel kernels or a channel's 256 values miss the bound.
+py::object channel_coefficients(py::array_t<double, py::array::c_style | py::array::forcecast> mean,
+                                py::array_t<double, py::array::c_style | py::array::forcecast> inv,
+                                bool half) {
+  const int64_t channels = mean.size();
+  if (mean.ndim() != 1 || inv.ndim() != 1 || inv.size() != channels)
+    throw py::value_error("channel_coefficients: mean and inv must be 1-d of one length");
+  if (!zm::channel_kernels_available(zm::current_level())) return py::none();
+  zm::ChannelCoefficients cc;
+  if (!zm::channel_coefficients(mean.data(), inv.data(), int(channels), half, cc))
+    return py::none();
+  py::array_t<float> out({int64_t(4), channels});
+  auto rows = out.mutable_unchecked<2>();
+  for (int64_t c = 0; c < channels; ++c) {
+    rows(0, c) = cc.k[c];
+    rows(1, c) = cc.r[c];
+    rows(2, c) = cc.r_low[c];
+    rows(3, c) = cc.b[c];
+  }
+  return std::move(out);
+}
+
+void affine_channels(const py::array& x, int64_t x_offset,
+                     py::array_t<float, py::array::c_style> coefficients, const Ints& extent,
+                     const Ints& x_strides, py::array& out, int64_t out_offset,
+                     const Ints& out_strides, bool planar, bool fresh) {
+  // out's strides go in as arrays 1 and 2: the kernels read array 2, as in normalize.hpp.
+  const zm::Space space = make_space(extent, {&x_strides, &out_strides, &out_strides});
+  const char out_type = out.dtype().char_();
+  if (x.dtype().char_() != 'B') throw py::type_error("affine_channels: x must be uint8");
+  if (out_type != 'f' && out_type != 'e')
+    throw py::type_error("affine_channels: out must be float32 or float16");
+  if (coefficients.ndim() != 2 || coefficients.shape(0) != 4 || coefficients.shape(1) < 1 ||
+      coefficients.shape(1) > zm::kMaxChannels)
+    throw py::value_error("affine_channels: coefficients must have shape (4, C), C <= 4");
+  if (!zm::channel_kernels_available(zm::current_level()))
+    throw py::value_error("affine_channels: no channel kernels at this SIMD level");
+  zm::ChannelCoefficients cc;
+  cc.channels = int(coefficients.shape(1));
+  for (int c = 0; c < cc.channels; ++c) {
+    cc.k[c] = coefficients.at(0, c);
+    cc.r[c] = coefficients.at(1, c);
+    cc.r_low[c] = coefficients.at(2, c);
+    cc.b[c] = coefficients.at(3, c);
+  }
+  const int nd = space.nd;
+  const int64_t item = out.itemsize();
+  const bool shape_ok =
+      planar ? nd >= 2 && (cc.channels == 3 || cc.channels == 4) &&
+                   space.extent[nd - 2] == cc.channels && space.stride[0][nd - 2] == 1 &&
+                   space.stride[0][nd - 1] == cc.channels &&
+                   space.stride[1][nd - 2] == space.extent[nd - 1] * item &&
+                   space.stride[1][nd - 1] == item
+             : nd >= 1 && space.extent[nd - 1] % cc.channels == 0 &&
+                   space.stride[0][nd - 1] == 1 && space.stride[1][nd - 1] == item;
+  if (!shape_ok) throw py::value_error("affine_channels: not an interleaved or planar space");
+  const auto* xp = static_cast<const uint8_t*>(x.data()) + x_offset;
+  char* op = static_cast<char*>(out.mutable_data()) + out_offset;
+  const int threads = g_threads.load();
+  py::gil_scoped_release release;
+  if (out_type == 'f')
+    zm::affine_channels<float>(xp, reinterpret_cast<float*>(op), space, cc, planar,
+                               threads, fresh);
+  else
+    zm::affine_channels<zm::Half>(xp, reinterpret_cast<zm::Half*>(op), space, cc, planar,
+                                  threads, fresh);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -234,6 +304,12 @@ PYBIND11_MODULE(_core, m) {
   m.def("affine", &affine, py::arg("x"), py::arg("x_offset"), py::arg("mean"), py::arg("inv"),
         py::arg("extent"), py::arg("x_strides"), py::arg("stats_strides"), py::arg("out"),
         py::arg("out_offset"), py::arg("out_strides"), py::arg("fresh") = false, "out = (x - mean) * inv over a canonical strided space.");
+  m.def("channel_coefficients", &channel_coefficients, py::arg("mean"), py::arg("inv"),
+        py::arg("half"), "float32 coefficients (k, r, r_low, b) of per-channel statistics, or None.");
+  m.def("affine_channels", &affine_channels, py::arg("x"), py::arg("x_offset"),
+        py::arg("coefficients"), py::arg("extent"), py::arg("x_strides"), py::arg("out"),
+        py::arg("out_offset"), py::arg("out_strides"), py::arg("planar"), py::arg("fresh") = false,
+        "out = fma(x - k, r, fma(x - k, r_low, b)) in float32 for uint8 x with per-channel statistics.");
   m.def("set_num_threads", [](int n) { g_threads.store(n < 1 ? 1 : n); });
   m.def("simd_level", []() { return std::string(zm::level_name(zm::current_level())); },
         "The SIMD level the kernels use now.");

@@ -189,7 +189,7 @@ _AFFINE_PLANS_MAX = 64
 SMALL_STATS = 256
 
 
-def affine(x, mean, std, out, layout, kernel):
+def affine(x, mean, std, out, layout, kernel, channels=None):
     """Run ``kernel`` on the canonical form of ``out = (x - mean) / std``.
 
     ``layout`` is ``"same"``, ``"channels_first"`` (the last axis of ``x`` goes to -3 of
@@ -197,34 +197,107 @@ def affine(x, mean, std, out, layout, kernel):
     against the channels-last layout. ``kernel(x, x_offset, mean, inv, shape, x_strides,
     stats_strides, out, out_offset, out_strides)`` computes ``out = (x - mean) * inv``
     elementwise; ``mean`` and ``inv`` share ``stats_strides``. ``out`` is C-contiguous.
+
+    ``channels``, where the backend has them, is ``(coefficients, channel_kernel, tag)``: the
+    float32 channel form of uint8 input with per-channel or scalar statistics (see
+    ``_channel_calls``); ``tag`` names what ``coefficients`` depends on besides its
+    arguments (the SIMD level), for the plan cache.
     """
     mean, std = np.asarray(mean), np.asarray(std)
-    key = None
     if mean.size <= SMALL_STATS and std.size <= SMALL_STATS:
         key = (x.shape, x.strides, x.dtype.char, out.shape, out.strides, out.dtype.char,
-               out.__array_interface__["data"][0] % 64, layout, mean.shape, mean.dtype.char,
-               mean.tobytes(), std.shape, std.dtype.char, std.tobytes())
-        calls = _AFFINE_PLANS.get(key)
+               layout, mean.shape, mean.dtype.char, mean.tobytes(), std.shape, std.dtype.char,
+               std.tobytes(), channels[2] if channels else None)
+        calls = _AFFINE_PLANS.get(key)  # a channel plan: it does not depend on alignment
         if calls is None:
-            calls = _affine_calls(x, mean, std, out, layout)
-            if len(_AFFINE_PLANS) >= _AFFINE_PLANS_MAX:
-                _AFFINE_PLANS.clear()
-            _AFFINE_PLANS[key] = calls
+            # The float64 plans also depend on out's alignment (reading it costs a
+            # microsecond, which the channel plans skip).
+            aligned_key = key + (out.__array_interface__["data"][0] % 64,)
+            calls = _AFFINE_PLANS.get(aligned_key)
+            if calls is None:
+                calls = _affine_plan(x, mean, std, out, layout, channels)
+                if len(_AFFINE_PLANS) >= _AFFINE_PLANS_MAX:
+                    _AFFINE_PLANS.clear()
+                _AFFINE_PLANS[key if calls[0] == "channels" else aligned_key] = calls
     else:
-        calls = _affine_calls(x, mean, std, out, layout)
+        calls = _affine_plan(x, mean, std, out, layout, channels)
+    if calls and calls[0] == "channels":
+        _, coefficients, extents, x_strides, out_strides, planar = calls
+        channels[1](x, 0, coefficients, extents, x_strides, out, 0, out_strides, planar)
+        return
     for x_offset, call_mean, call_inv, extents, x_strides, stats_strides, out_offset, \
             out_strides in calls:
         kernel(x, x_offset, call_mean, call_inv, extents, x_strides, stats_strides, out,
                out_offset, out_strides)
 
 
+def _affine_plan(x, mean, std, out, layout, channels):
+    """A channel-kernel call ("channels", ...) where one applies, else ``_affine_calls``."""
+    if channels is not None:
+        call = _channel_calls(x, mean, std, out, layout, channels[0])
+        if call is not None:
+            return call
+    return _affine_calls(x, mean, std, out, layout)
+
+
+def _inverse(mean, std):
+    """The statistics broadcast together, as the float64 mean and 1 / std the kernels take."""
+    mean, std = np.broadcast_arrays(mean, std)
+    mean = np.array(mean, dtype=np.float64, order="C")  # (ascontiguousarray makes 0-d 1-d)
+    inv = np.array(1.0 / std, dtype=np.float64, order="C")
+    return mean, inv
+
+
+def _channel_calls(x, mean, std, out, layout, coefficients):
+    """The channel-kernel call for uint8 ``x`` whose statistics vary at most along the channel
+    axis (C <= 4), into float32 or float16 ``out``: ("channels", coefficients, extents,
+    x_strides, out_strides, planar), or None where the form does not apply.
+
+    Interleaved ("same" layout): the innermost dim is a contiguous run of whole pixels.
+    Planar ("channels_first"): (..., C, H*W) out planes from contiguous (..., H*W, C) pixels.
+    ``coefficients(mean, inv, half)`` returns None where the float32 form misses its
+    accuracy bound for some channel; the float64 kernels then run.
+    """
+    if x.dtype != np.uint8 or out.dtype.char not in "fe" or layout == "channels_last":
+        return None
+    mean, inv = _inverse(mean, std)
+    if mean.size == 1:
+        channels = 1
+    elif 2 <= mean.shape[-1] <= 4 and mean.size == mean.shape[-1]:
+        channels = mean.shape[-1]
+    else:
+        return None
+    if layout == "same":
+        dims = _merge_adjacent((n, xs, os) for n, xs, os in zip(out.shape, x.strides, out.strides)
+                               if n != 1)
+        if not dims or dims[-1][1:] != (1, out.itemsize) or dims[-1][0] < 16:
+            return None
+        planar = False
+    else:
+        height, width, extent = x.shape[-3:]
+        hs, ws, cs = x.strides[-3:]
+        cos, hos, wos = out.strides[-3:]
+        outer = zip(x.shape[:-3], x.strides[:-3], out.strides[:-3])
+        pixels, item = height * width, out.itemsize
+        if (extent not in (3, 4) or pixels < 16 or cs != 1 or ws != extent or hs != width * extent
+                or wos != item or hos != width * item or cos != pixels * item):
+            return None
+        dims = [d for d in outer if d[0] != 1] + [(extent, 1, cos), (pixels, extent, item)]
+        planar = True
+    coefs = coefficients(mean.reshape(-1), inv.reshape(-1), out.dtype == np.float16)
+    if coefs is None:
+        return None
+    if planar and channels == 1:
+        coefs = np.ascontiguousarray(np.repeat(coefs, dims[-2][0], axis=1))
+    return ("channels", coefs, [d[0] for d in dims], [d[1] for d in dims],
+            [d[2] for d in dims], planar)
+
+
 def _affine_calls(x, mean, std, out, layout):
     """The kernel calls of ``affine``: (x_offset, mean, inv, extents, x_strides,
     stats_strides, out_offset, out_strides) tuples."""
     calls = []
-    mean, std = np.broadcast_arrays(mean, std)
-    mean = np.array(mean, dtype=np.float64, order="C")  # (ascontiguousarray makes 0-d 1-d)
-    inv = np.array(1.0 / std, dtype=np.float64, order="C")
+    mean, inv = _inverse(mean, std)
     x_view = channels_last_view(x, layout)
     stats_view = np.broadcast_to(mean, x_view.shape)
     if layout == "channels_first":

@@ -25,7 +25,10 @@ def column_sums(dtype, ndim, kept, features, limit, s1, s2, counter, samples):
 def affine(x, mean, std, out, layout, fresh=False):
     """``fresh``: ``out`` was just allocated (normal stores then beat streaming ones)."""
     kernel = functools.partial(_core.affine, fresh=True) if fresh else _core.affine
-    _plan.affine(x, mean, std, out, layout, kernel)
+    channel_kernel = (functools.partial(_core.affine_channels, fresh=True) if fresh
+                      else _core.affine_channels)
+    _plan.affine(x, mean, std, out, layout, kernel,
+                 channels=(_core.channel_coefficients, channel_kernel, _core.simd_level()))
 
 
 def set_num_threads(n):

@@ -1,0 +1,172 @@
+"""The float32 channel form of uint8 standardization (csrc/channels.hpp).
+
+uint8 input with per-channel or scalar statistics into float32 or float16 runs
+``fma(x - k, r, fma(x - k, r_low, b))`` in float32 on AVX-512, once every one of a channel's
+256 possible values has been checked against the float64 formula. These tests hold it to the
+documented bounds (float32 within an ulp, float16 equal to NumPy's rounding) on every input
+value, both layouts, streaming and normal stores, threads and the float64 fallback.
+"""
+
+import numpy as np
+import pytest
+
+import zmfast as zm
+from zmfast import _plan
+from zmfast._normalize import aligned_empty
+
+core = pytest.importorskip("zmfast._core")
+
+needs_avx512 = pytest.mark.skipif(core.best_simd_level() != "avx512",
+                                  reason="the channel kernels are AVX-512 only")
+
+
+@pytest.fixture(autouse=True)
+def cpp_avx512():
+    before = core.simd_level()
+    core.set_simd_level("avx512")
+    with zm.use_backend("cpp"):
+        yield
+    core.set_simd_level(before)
+
+
+def reference(x, mean, std, dtype, channels_first):
+    exact = (x.astype(np.float64) - np.asarray(mean, np.float64)) / np.asarray(std, np.float64)
+    if channels_first:
+        exact = np.moveaxis(exact, -1, -3)
+    return exact.astype(dtype)
+
+
+def assert_bound(got, expected):
+    """float32: within one ulp; float16: equal (NumPy's rounding of the float64 value)."""
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    if got.dtype == np.float16:
+        np.testing.assert_array_equal(got, expected)
+    else:
+        np.testing.assert_array_max_ulp(got, expected, maxulp=1)
+
+
+def every_value_batch(channels, rng):
+    """(4, 8, 8, C) uint8: each channel holds every value 0..255 once, shuffled."""
+    values = np.stack([rng.permutation(256) for _ in range(channels)], axis=-1)
+    return values.astype(np.uint8).reshape(4, 8, 8, channels)
+
+
+def random_stats(rng, channels):
+    """Means anywhere in 0..255 (some on or next to an integer), stds from 0.05 to 2000."""
+    mean = rng.uniform(0, 255, channels)
+    mean[rng.random(channels) < 0.3] = np.round(mean[0]) + rng.choice([0, 1e-9, 0.5, -1e-6])
+    std = np.exp(rng.uniform(-3, 7.6, channels))
+    return mean, std
+
+
+@needs_avx512
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_every_input_value(dtype, channels, channels_first):
+    rng = np.random.default_rng(channels)
+    for _ in range(25):
+        x = every_value_batch(channels, rng)
+        mean, std = random_stats(rng, channels)
+        if channels == 1 and rng.random() < 0.5:
+            mean, std = float(mean[0]), float(std[0])  # scalar statistics
+        got = zm.standardize(x, mean, std, dtype=dtype, channels_first=channels_first)
+        assert_bound(got, reference(x, mean, std, dtype, channels_first))
+
+
+@needs_avx512
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_the_plan_takes_the_channel_form(dtype, channels_first):
+    """So that the other tests here do test it: per channel, uint8, float32/16 out."""
+    x = np.zeros((2, 8, 8, 3), np.uint8)
+    out = np.empty((2, 3, 8, 8) if channels_first else x.shape, dtype)
+    plan = _plan._channel_calls(x, np.array([120.3, 110.7, 99.1]), np.array([58.1, 57.3, 57.6]),
+                                out, "channels_first" if channels_first else "same",
+                                core.channel_coefficients)
+    assert plan is not None and plan[0] == "channels" and plan[-1] == channels_first
+
+
+@needs_avx512
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("channels_first", [False, True])
+@pytest.mark.parametrize("placement", ["aligned", "unaligned", "fresh", "strided-x"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_large_batches(dtype, channels_first, placement, threads):
+    """Over 8 MB of output: streaming stores into a reused out, normal ones into a new one;
+    pixel counts that are not a multiple of 16, and threads splitting mid-image."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, (67, 151, 139, 4 if channels_first else 3), dtype=np.uint8)
+    if placement == "strided-x":
+        x = x[::2, :, :101]
+    mean, std = x.mean(axis=(0, 1, 2)), x.std(axis=(0, 1, 2))
+    shape = x.shape[:-3] + (x.shape[-1],) + x.shape[-3:-1] if channels_first else x.shape
+    before = zm.get_num_threads()
+    zm.set_num_threads(threads)
+    try:
+        if placement in ("aligned", "unaligned"):
+            holder = aligned_empty((int(np.prod(shape)) + 16,), dtype)
+            out = holder[5 if placement == "unaligned" else 0:][:int(np.prod(shape))]
+            out = out.reshape(shape)
+            got = zm.standardize(x, mean, std, dtype=dtype, channels_first=channels_first,
+                                 out=out)
+            assert got is out
+        else:
+            got = zm.standardize(x, mean, std, dtype=dtype, channels_first=channels_first)
+    finally:
+        zm.set_num_threads(before)
+    assert got.nbytes >= (8 << 20) or placement == "strided-x"
+    assert_bound(got, reference(x, mean, std, dtype, channels_first))
+
+
+@needs_avx512
+def test_a_channel_that_misses_falls_back_to_float64():
+    """Statistics whose float16 channel form would round one value differently: the call
+    runs the float64 kernels and still equals NumPy's rounding."""
+    rng = np.random.default_rng(11)
+    for _ in range(2000):
+        mean, std = random_stats(rng, 3)
+        if core.channel_coefficients(mean, 1.0 / std, True) is None:
+            break
+    else:
+        pytest.fail("no statistics found whose float16 channel form misses")
+    x = every_value_batch(3, rng)
+    for channels_first in (False, True):
+        got = zm.standardize(x, mean, std, dtype=np.float16, channels_first=channels_first)
+        assert_bound(got, reference(x, mean, std, np.float16, channels_first))
+
+
+def test_no_channel_form_below_avx512():
+    core.set_simd_level("avx2")
+    assert core.channel_coefficients(np.array([1.5]), np.array([0.5]), False) is None
+
+
+@needs_avx512
+def test_channel_coefficients_rejects_what_it_cannot_bound():
+    assert core.channel_coefficients(np.array([np.nan]), np.array([1.0]), False) is None
+    assert core.channel_coefficients(np.array([1.0]), np.array([np.inf]), False) is None
+    assert core.channel_coefficients(np.array([3e6]), np.array([1.0]), False) is None
+    with pytest.raises(ValueError):
+        core.channel_coefficients(np.zeros(3), np.zeros(2), False)
+
+
+@needs_avx512
+def test_affine_channels_checks_its_arguments():
+    x = np.zeros((4, 16, 3), np.uint8)
+    out = np.empty(x.shape, np.float32)
+    coefficients = core.channel_coefficients(np.array([1.5, 2.5, 3.5]), np.ones(3), False)
+    args = dict(x_offset=0, extent=[4, 48], x_strides=[48, 1], out_offset=0,
+                out_strides=[192, 4], planar=False)
+    core.affine_channels(x, coefficients=coefficients, out=out, **args)
+    np.testing.assert_array_equal(out, x - np.array([1.5, 2.5, 3.5], np.float32))
+    with pytest.raises(TypeError):
+        core.affine_channels(x.astype(np.uint16), coefficients=coefficients, out=out, **args)
+    with pytest.raises(TypeError):
+        core.affine_channels(x, coefficients=coefficients, out=out.astype(np.float64), **args)
+    with pytest.raises(ValueError):
+        core.affine_channels(x, coefficients=coefficients[:3], out=out, **args)
+    with pytest.raises(ValueError):  # a run that is not whole pixels
+        core.affine_channels(x, coefficients=coefficients, out=out,
+                             **{**args, "extent": [4, 47]})
+    with pytest.raises(ValueError):  # planar needs (C, P) strides
+        core.affine_channels(x, coefficients=coefficients, out=out, **{**args, "planar": True})
