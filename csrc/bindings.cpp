@@ -98,6 +98,51 @@ void add_sums(const py::array& x, int64_t rows, int64_t lanes,
   add_rows(type, p, rows, lanes, a, b, threads);
 }
 
+// Moments (mean, M2) of a C-contiguous 8/16-bit integer x over its leading axes, for
+// `features` statistics, in one call: exact int64 sums over `lanes` (a multiple of
+// features), folded, then the same integer shift and float64 steps as
+// zmfast._stats.RunningSums.moments, so both give the same bits. The caller checks that
+// x.size / features is within RunningSums' exactness limit.
+py::tuple exact_moments(const py::array& x, int64_t features, int64_t lanes) {
+  const char type = x.dtype().char_();
+  if (!is_sums_type(type)) throw py::type_error("exact_moments: x must be 8- or 16-bit integers");
+  const int64_t size = int64_t(x.size());
+  if (!(x.flags() & py::array::c_style) || features < 1 || lanes % features != 0 ||
+      size % features != 0 || size == 0)
+    throw std::invalid_argument("exact_moments: x must be C-contiguous whole rows of features");
+  py::array_t<double> mean(features), m2(features);
+  double* mp = mean.mutable_data();
+  double* m2p = m2.mutable_data();
+  const auto* p = static_cast<const char*>(x.data());
+  const int threads = g_threads.load();
+  {
+    py::gil_scoped_release release;
+    std::vector<int64_t> s1(size_t(lanes), 0), s2(size_t(lanes), 0);
+    const int64_t rows = size / lanes, tail = size % lanes;
+    if (rows) add_rows(type, p, rows, lanes, s1.data(), s2.data(), threads);
+    if (tail)  // whole periods of the statistics: lane j still maps to j % features
+      add_rows(type, p + rows * lanes * x.itemsize(), 1, tail, s1.data(), s2.data(), threads);
+    const int64_t n = size / features;
+    for (int64_t f = 0; f < features; ++f) {
+      int64_t a = 0, b = 0;
+      for (int64_t j = f; j < lanes; j += features) {
+        a += s1[size_t(j)];
+        b += s2[size_t(j)];
+      }
+      const int64_t num = 2 * a + n, den = 2 * n;  // q = floor(num / den): nearest to the mean
+      const int64_t q = num >= 0 ? num / den : -((-num + den - 1) / den);
+      const int64_t r = a - q * n;
+      // sum (x - q)**2 in wrapping int64 arithmetic, as NumPy's: exact at the end.
+      const int64_t t = int64_t(uint64_t(b) - uint64_t(q) * (uint64_t(a) + uint64_t(r)));
+      const double rn = double(r) / double(n);
+      mp[f] = double(q) + rn;
+      const double spread = double(t) - double(r) * rn;
+      m2p[f] = spread >= 0.0 ? spread : 0.0;  // np.maximum(spread, 0.0)
+    }
+  }
+  return py::make_tuple(mean, m2);
+}
+
 // The cpp backend's streaming accumulator behind zmfast._stats.RunningSums: the checks and
 // the kernel of one StandardScaler.partial_fit batch in a single call, so that a stream of
 // small batches pays one Python-to-C++ crossing each. The totals and the count live in
@@ -294,6 +339,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("moments", &moments, "Moments (mean, M2) of a canonical strided reduction.");
   m.def("add_sums", &add_sums,
         "S1 += x.sum(0) and S2 += (x * x).sum(0), exactly, for integer x of shape (rows, lanes).");
+  m.def("exact_moments", &exact_moments, py::arg("x"), py::arg("features"), py::arg("lanes"),
+        "(mean, M2) of integer x over its leading axes from exact sums, in one call.");
   py::class_<ColumnSums>(m, "ColumnSums",
                          "Exact running column sums of a stream of integer batches.")
       .def(py::init<py::dtype, int, Ints, int64_t, int64_t, py::array_t<int64_t, 0>,

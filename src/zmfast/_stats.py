@@ -35,6 +35,17 @@ class Moments:
         if self.count < 0:
             raise ValueError(f"count must be >= 0, got {self.count}")
 
+    @classmethod
+    def _of(cls, count, mean, m2):
+        """Moments from a backend's results (arrays or NumPy scalars of one shape), without
+        the checks of ``__init__`` where they are already float64 arrays."""
+        if not (type(mean) is np.ndarray and type(m2) is np.ndarray
+                and mean.dtype == np.float64 and m2.dtype == np.float64):
+            return cls(count, mean, m2)
+        moments = cls.__new__(cls)
+        moments.count, moments.mean, moments.m2 = count, mean, m2
+        return moments
+
     def var(self, ddof=0):
         """The variance ``m2 / (count - ddof)`` (NaN or inf, with a RuntimeWarning,
         when ``count - ddof <= 0``, as NumPy)."""
@@ -94,7 +105,7 @@ class RunningSums:
     def __init__(self, dtype, ndim, kept, samples=None, stream=True):
         self.dtype, self.ndim, self.kept = np.dtype(dtype), ndim, tuple(kept)
         self.features = math.prod(self.kept)
-        self.lanes = self.features * max(1, -(-_plan.WIDE_LANES // self.features))
+        self.lanes = self.lanes_for(self.features)
         self.limit = _SUMS_LIMITS[self.dtype]
         self.s1 = np.zeros(self.lanes, dtype=np.int64)
         self.s2 = np.zeros(self.lanes, dtype=np.int64)
@@ -107,6 +118,11 @@ class RunningSums:
             self.dtype, ndim, self.kept, self.features, self.limit, self.s1, self.s2,
             self.counter, self.samples)
         self.try_add = self._try_add if self.native is None else self.native.add
+
+    @staticmethod
+    def lanes_for(features):
+        """Lanes of the sums: a multiple of ``features`` at least ``_plan.WIDE_LANES`` wide."""
+        return features * max(1, -(-_plan.WIDE_LANES // features))
 
     @property
     def count(self):
@@ -198,13 +214,23 @@ def _reduce(a, axis, want_m2, ddof=0):
     NumPy itself must answer (empty or over-reduced slices with their warnings, and dtypes
     without a fast path)."""
     axes = normalize_axes(axis, a.ndim)
-    count = math.prod(a.shape[ax] for ax in axes)
+    count = 1
+    for ax in axes:
+        count *= a.shape[ax]
     if count - ddof <= 0 or a.size == 0 or not is_fast(a):
         return axes, count, None
     backend = _config.backend()
     if backend.name != "numpy" and a.size // count <= _plan.TINY_EXTENT:
         # A few statistics (per channel, global) of a contiguous integer batch: exact sums
         # over wide lanes, folded back exactly (the kernels' own fold is in float64).
+        exact_moments = getattr(backend, "exact_moments", None)
+        if exact_moments is not None:  # the same sums and steps in one call
+            if (a.dtype in _SUMS_LIMITS and a.flags.c_contiguous and count <= _SUMS_LIMITS[a.dtype]
+                    and axes == tuple(range(len(axes)))):
+                kept = a.shape[len(axes):]
+                mean, m2 = exact_moments(a, a.size // count, RunningSums.lanes_for(a.size // count))
+                return axes, count, (mean.reshape(kept), m2.reshape(kept) if want_m2 else None)
+            return axes, count, backend.moments(a, axes, want_m2)
         sums = RunningSums.for_batch(a, axes, stream=False)
         if sums is not None and sums.accepts(a):
             sums.add(a)
@@ -325,4 +351,5 @@ def moments(a, axis=None):
         if count == 0:
             return Moments(0, np.full(kept, np.nan), np.zeros(kept))
         stats = _config._load("numpy").moments(array, axes, True)
-    return Moments(count, *stats)
+        return Moments(count, *stats)
+    return Moments._of(count, *stats)

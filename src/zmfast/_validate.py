@@ -14,6 +14,14 @@ def normalize_axes(axis, ndim):
     """Return ``axis`` as a sorted tuple of non-negative ints; raise NumPy's AxisError."""
     if axis is None:
         return tuple(range(ndim))
+    if type(axis) is tuple:  # already canonical (sorted, distinct, in range): the usual case
+        previous = -1
+        for ax in axis:
+            if type(ax) is not int or not previous < ax < ndim:
+                break
+            previous = ax
+        else:
+            return axis
     axes = axis if isinstance(axis, tuple) else (axis,)
     result = []
     for ax in axes:

@@ -16,6 +16,12 @@ def add_sums(x, rows, lanes, s1, s2):
     _core.add_sums(x, rows, lanes, s1, s2)
 
 
+def exact_moments(x, features, lanes):
+    """(mean, M2) of integer ``x`` over its leading axes, as ``RunningSums(stream=False)``
+    would give them, in one call."""
+    return _core.exact_moments(x, features, lanes)
+
+
 def column_sums(dtype, ndim, kept, features, limit, s1, s2, counter, samples):
     """The streaming accumulator of zmfast._stats.RunningSums: ``.add(x)`` checks and adds a
     batch in one call (uint8 sums may wait in 32-bit form until ``.flush()``)."""
