@@ -317,3 +317,26 @@ def test_one_call_moments_equal_running_sums(dtype, threads, shape, leading, dat
     if features <= 32:  # zm.moments takes this path for a few statistics
         np.testing.assert_array_equal(got.mean, expected.mean)
         np.testing.assert_array_equal(got.m2, expected.m2)
+
+
+@pytest.mark.parametrize("dtype,shape", [(np.uint8, (300, 100, 91)), (np.int8, (1100, 8200)),
+                                         (np.uint16, (40, 9000))], ids=str)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_numba_column_statistics_are_exact(dtype, shape, threads):
+    """numba's column reductions: 8-bit values in float32 blocks (256 or 1024 rows, exact),
+    each thread on its own lanes when there are many; extremes of the dtype."""
+    pytest.importorskip("numba")
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(threads)
+    x = rng.choice(np.array([info.min, info.max, info.max - 1, 0], dtype=dtype), shape)
+    x[rng.random(shape) < 0.5] = rng.integers(info.min, info.max, dtype=dtype)
+    before = zm.get_num_threads()
+    zm.set_num_threads(threads)
+    try:
+        with zm.use_backend("numba"):
+            got = zm.moments(x, axis=0)
+    finally:
+        zm.set_num_threads(before)
+    mean, var = exact_stats(x, (0,))
+    assert_ulps(got.mean, mean, 2, "mean")
+    assert_ulps(got.var(), var, 4, "var")

@@ -29,6 +29,10 @@ INT_ACCUMULATOR = {np.dtype(np.uint8): (np.uint32, 1 << 16),
                    np.dtype(np.int8): (np.int32, 1 << 16),
                    np.dtype(np.uint16): (np.int64, 1 << 15),
                    np.dtype(np.int16): (np.int64, 1 << 16)}
+# 8-bit columns square in float32 (exact below 2**24: 256 rows of 255**2) and flush the
+# squares into the integer lanes every SQUARES_BLOCK rows: LLVM's float32 multiply-adds run
+# 1.6x faster here than 32-bit integer multiplies (per-pixel uint8 statistics).
+SQUARES_BLOCK = 256
 
 _num_threads = 1
 
@@ -128,9 +132,16 @@ def _shift_of(value, exact):
 # --- column reduction: rows x lanes into per-lane running moments -----------------------
 
 @njit(cache=True)
-def _add_rows4(a, b, c, d, s1, s2, want_m2, acc_type):
-    """Exact sums of four integer rows into the lanes (and of their squares if wanted)."""
-    if want_m2:
+def _add_rows4(a, b, c, d, s1, s2, squares, want_m2, acc_type):
+    """Exact sums of four integer rows into the lanes (and of their squares if wanted: into
+    the float32 ``squares`` for 8-bit rows, see SQUARES_BLOCK, else into ``s2``)."""
+    if want_m2 and a.itemsize == 1:
+        for k in range(a.size):
+            va, vb, vc, vd = acc_type(a[k]), acc_type(b[k]), acc_type(c[k]), acc_type(d[k])
+            s1[k] += va + vb + vc + vd
+            fa, fb, fc, fd = np.float32(va), np.float32(vb), np.float32(vc), np.float32(vd)
+            squares[k] += fa * fa + fb * fb + fc * fc + fd * fd
+    elif want_m2:
         for k in range(a.size):
             va, vb, vc, vd = acc_type(a[k]), acc_type(b[k]), acc_type(c[k]), acc_type(d[k])
             s1[k] += va + vb + vc + vd
@@ -162,10 +173,19 @@ def _add_row(values, s1, s2, shift, want_m2, acc_type, exact):
 
 
 @njit(cache=True)
+def _flush_squares(squares, s2, n, acc_type):
+    """Move the float32 squares of 8-bit rows (exact integers) into the integer lanes."""
+    for k in range(n):
+        s2[k] += acc_type(squares[k])
+        squares[k] = 0
+
+
+@njit(cache=True)
 def _column(x, base, row_ext, row_str, r0, r1, lane_stride, lanes, mean, m2, want_m2,
             acc_type, block, exact):
     s1 = np.zeros(LANE_BLOCK, acc_type)
     s2 = np.zeros(LANE_BLOCK, acc_type)
+    squares = np.zeros(LANE_BLOCK, np.float32)
     shift = np.zeros(LANE_BLOCK, acc_type)
     index = np.zeros(row_ext.size, np.int64)
     for k0 in range(0, lanes, LANE_BLOCK):
@@ -183,6 +203,7 @@ def _column(x, base, row_ext, row_str, r0, r1, lane_stride, lanes, mean, m2, wan
             r = 0
             if exact and lane_stride == 1:
                 # Four rows a pass: the accumulators are read and written once per four values.
+                squares[:kn] = 0
                 while r + 4 <= bn:
                     p0 = base + offset + k0
                     offset = _next(row_ext, row_str, index, offset)
@@ -193,8 +214,10 @@ def _column(x, base, row_ext, row_str, r0, r1, lane_stride, lanes, mean, m2, wan
                     p3 = base + offset + k0
                     offset = _next(row_ext, row_str, index, offset)
                     _add_rows4(x[p0:p0 + kn], x[p1:p1 + kn], x[p2:p2 + kn], x[p3:p3 + kn], s1, s2,
-                               want_m2, acc_type)
+                               squares, want_m2, acc_type)
                     r += 4
+                    if r % SQUARES_BLOCK == 0 or r + 4 > bn:
+                        _flush_squares(squares, s2, kn, acc_type)
             for _ in range(r, bn):
                 p = base + offset + k0 * lane_stride
                 if lane_stride == 1:  # a slice lets LLVM drop index checks and vectorise
@@ -238,6 +261,24 @@ def _column_outputs(x, base, out_ext, out_str, out_out, row_ext, row_str, count,
                 mean_out[oo + k * lane_out_stride] = mean[k]
                 m2_out[oo + k * lane_out_stride] = m2[k]
             xo = _next(out_ext, out_str, index, xo)
+
+
+@njit(cache=True, parallel=True)
+def _column_lanes(x, base, row_ext, row_str, count, lane_stride, lanes, lane_out_stride,
+                  out_base, mean_out, m2_out, want_m2, acc_type, block, exact, threads):
+    """One output block of many lanes: each thread reduces all rows of its own lanes, so
+    nothing is merged afterwards (per-pixel statistics)."""
+    for t in prange(threads):
+        k0, k1 = _split(lanes, threads, t)
+        if k0 >= k1:
+            continue
+        mean = np.empty(k1 - k0)
+        m2 = np.empty(k1 - k0)
+        _column(x, base + k0 * lane_stride, row_ext, row_str, 0, count, lane_stride, k1 - k0,
+                mean, m2, want_m2, acc_type, block, exact)
+        for k in range(k1 - k0):
+            mean_out[out_base + (k0 + k) * lane_out_stride] = mean[k]
+            m2_out[out_base + (k0 + k) * lane_out_stride] = m2[k]
 
 
 @njit(cache=True, parallel=True)
@@ -410,6 +451,15 @@ def _reduce(x, offset, kept_extent, kept_strides, out_strides, red_extent, red_s
             _column_outputs(flat, base, out_ext, out_str, out_out, red_ext, red_str, count,
                             lane_stride, lanes, lane_out, mean_out, m2_out, want_m2,
                             acc_type, block, exact, threads)
+            return
+        if lanes >= LANE_BLOCK * threads:
+            index = np.zeros(out_ext.size, np.int64)
+            for o in range(n_outer):
+                xo = _seek(out_ext, out_str, index, o)
+                oo = int(np.dot(index, out_out)) if out_ext.size else 0
+                _column_lanes(flat, base + xo, red_ext, red_str, count, lane_stride, lanes,
+                              lane_out, oo, mean_out, m2_out, want_m2, acc_type, block, exact,
+                              threads)
             return
         chunks = max(1, min(threads, count))
         partial_mean = np.empty((chunks, lanes))
@@ -619,17 +669,21 @@ def _column_sums(x, r0, r1, k0, k1, s1, s2, acc_type, block):
     narrow exact block sums four rows a pass, as ``_column``, flushed every ``block`` rows."""
     a1 = np.zeros(LANE_BLOCK, acc_type)
     a2 = np.zeros(LANE_BLOCK, acc_type)
+    squares = np.zeros(LANE_BLOCK, np.float32)
     for t0 in range(k0, k1, LANE_BLOCK):
         kn = min(LANE_BLOCK, k1 - t0)
         for b0 in range(r0, r1, block):
             b1 = min(b0 + block, r1)
             a1[:kn] = 0
             a2[:kn] = 0
+            squares[:kn] = 0
             r = b0
             while r + 4 <= b1:
                 _add_rows4(x[r, t0:t0 + kn], x[r + 1, t0:t0 + kn], x[r + 2, t0:t0 + kn],
-                           x[r + 3, t0:t0 + kn], a1, a2, True, acc_type)
+                           x[r + 3, t0:t0 + kn], a1, a2, squares, True, acc_type)
                 r += 4
+                if (r - b0) % SQUARES_BLOCK == 0 or r + 4 > b1:
+                    _flush_squares(squares, a2, kn, acc_type)
             for row in range(r, b1):
                 _add_row(x[row, t0:t0 + kn], a1, a2, a1, True, acc_type, True)
             for k in range(kn):
