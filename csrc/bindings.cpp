@@ -226,11 +226,11 @@ class ColumnSums {
 
 template <class T>
 void run_affine(const char* x, const double* mean, const double* inv, char* out, char out_type,
-                const zm::Space& space, int threads, bool fresh) {
+                const zm::Space& space, int threads, bool fresh, const zm::PixelForm* form) {
   switch (out_type) {
-    case 'f': return zm::affine<T, float>(x, mean, inv, out, space, threads, fresh);
+    case 'f': return zm::affine<T, float>(x, mean, inv, out, space, threads, fresh, form);
     case 'd': return zm::affine<T, double>(x, mean, inv, out, space, threads, fresh);
-    case 'e': return zm::affine<T, zm::Half>(x, mean, inv, out, space, threads, fresh);
+    case 'e': return zm::affine<T, zm::Half>(x, mean, inv, out, space, threads, fresh, form);
     case 'B': return zm::affine<T, uint8_t>(x, mean, inv, out, space, threads, fresh);
     case 'H': return zm::affine<T, uint16_t>(x, mean, inv, out, space, threads, fresh);
   }
@@ -238,8 +238,29 @@ void run_affine(const char* x, const double* mean, const double* inv, char* out,
 
 void affine(const py::array& x, int64_t x_offset, const py::array& mean, const py::array& inv,
             const Ints& extent, const Ints& x_strides, const Ints& stats_strides,
-            py::array& out, int64_t out_offset, const Ints& out_strides, bool fresh) {
+            py::array& out, int64_t out_offset, const Ints& out_strides, bool fresh,
+            const py::object& form) {
   const zm::Space space = make_space(extent, {&x_strides, &stats_strides, &out_strides});
+  // The per-pixel float32 form, from pixel_form (for uint8 into float32 or float16).
+  zm::PixelForm pixel{};
+  const zm::PixelForm* form_ptr = nullptr;
+  py::array_t<float, py::array::c_style> coef;
+  py::array_t<uint8_t, py::array::c_style> ok;
+  if (!form.is_none()) {
+    const auto parts = form.cast<py::tuple>();
+    coef = parts[0].cast<py::array_t<float, py::array::c_style>>();
+    ok = parts[1].cast<py::array_t<uint8_t, py::array::c_style>>();
+    const int nd = space.nd;
+    const int64_t run = nd ? space.extent[nd - 1] : 0;
+    bool stats_fit = nd >= 1 && space.stride[1][nd - 1] == int64_t(sizeof(double));
+    for (int i = 0; i + 1 < nd; ++i) stats_fit = stats_fit && space.stride[1][i] == 0;
+    if (!stats_fit || coef.ndim() != 3 || coef.shape(0) != run / 16 || coef.shape(1) != 4 ||
+        coef.shape(2) != 16 || ok.ndim() != 1 || ok.shape(0) != run / 16 ||
+        x.dtype().char_() != 'B' || (out.dtype().char_() != 'f' && out.dtype().char_() != 'e'))
+      throw py::value_error("affine: the pixel form does not match the statistics");
+    pixel = {coef.data(), ok.data()};
+    form_ptr = &pixel;
+  }
   const char in_type = x.dtype().char_(), out_type = out.dtype().char_();
   if (mean.dtype().char_() != 'd' ||
       inv.dtype().char_() != 'd')
@@ -253,12 +274,18 @@ void affine(const py::array& x, int64_t x_offset, const py::array& mean, const p
   const int threads = g_threads.load();
   py::gil_scoped_release release;
   switch (in_type) {
-    case 'B': return run_affine<uint8_t>(xp, mp, ip, op, out_type, space, threads, fresh);
-    case 'b': return run_affine<int8_t>(xp, mp, ip, op, out_type, space, threads, fresh);
-    case 'H': return run_affine<uint16_t>(xp, mp, ip, op, out_type, space, threads, fresh);
-    case 'h': return run_affine<int16_t>(xp, mp, ip, op, out_type, space, threads, fresh);
-    case 'f': return run_affine<float>(xp, mp, ip, op, out_type, space, threads, fresh);
-    case 'd': return run_affine<double>(xp, mp, ip, op, out_type, space, threads, fresh);
+    case 'B': return run_affine<uint8_t>(xp, mp, ip, op, out_type, space, threads, fresh,
+                                         form_ptr);
+    case 'b': return run_affine<int8_t>(xp, mp, ip, op, out_type, space, threads, fresh,
+                                         nullptr);
+    case 'H': return run_affine<uint16_t>(xp, mp, ip, op, out_type, space, threads, fresh,
+                                         nullptr);
+    case 'h': return run_affine<int16_t>(xp, mp, ip, op, out_type, space, threads, fresh,
+                                         nullptr);
+    case 'f': return run_affine<float>(xp, mp, ip, op, out_type, space, threads, fresh,
+                                         nullptr);
+    case 'd': return run_affine<double>(xp, mp, ip, op, out_type, space, threads, fresh,
+                                         nullptr);
   }
   throw py::type_error("affine: unsupported input dtype");
 }
@@ -284,6 +311,27 @@ py::object channel_coefficients(py::array_t<double, py::array::c_style | py::arr
     rows(3, c) = cc.b[c];
   }
   return std::move(out);
+}
+
+py::object pixel_form(py::array_t<double, py::array::c_style | py::array::forcecast> mean,
+                      py::array_t<double, py::array::c_style | py::array::forcecast> inv,
+                      bool half) {
+  const int64_t n = mean.size();
+  if (mean.ndim() != 1 || inv.ndim() != 1 || inv.size() != n)
+    throw py::value_error("pixel_form: mean and inv must be 1-d of one length");
+  if (!zm::channel_kernels_available(zm::current_level())) return py::none();
+  py::array_t<float> coef({n / 16, int64_t(4), int64_t(16)});
+  py::array_t<uint8_t> ok(n / 16);
+  const double* mp = mean.data();
+  const double* ip = inv.data();
+  float* cp = coef.mutable_data();
+  uint8_t* okp = ok.mutable_data();
+  const int threads = g_threads.load();
+  {
+    py::gil_scoped_release release;
+    zm::pixel_form(mp, ip, n, half, cp, okp, threads);
+  }
+  return py::make_tuple(coef, ok);
 }
 
 void affine_channels(const py::array& x, int64_t x_offset,
@@ -350,7 +398,11 @@ PYBIND11_MODULE(_core, m) {
       .def("flush", &ColumnSums::flush, "Move the pending sums into the int64 totals.");
   m.def("affine", &affine, py::arg("x"), py::arg("x_offset"), py::arg("mean"), py::arg("inv"),
         py::arg("extent"), py::arg("x_strides"), py::arg("stats_strides"), py::arg("out"),
-        py::arg("out_offset"), py::arg("out_strides"), py::arg("fresh") = false, "out = (x - mean) * inv over a canonical strided space.");
+        py::arg("out_offset"), py::arg("out_strides"), py::arg("fresh") = false,
+        py::arg("form") = py::none(), "out = (x - mean) * inv over a canonical strided space.");
+  m.def("pixel_form", &pixel_form, py::arg("mean"), py::arg("inv"), py::arg("half"),
+        "(coefficients (n // 16, 4, 16) float32, ok (n // 16) uint8): the float32 form of per-pixel "
+        "statistics and which groups of 16 columns meet its bound; None below AVX-512.");
   m.def("channel_coefficients", &channel_coefficients, py::arg("mean"), py::arg("inv"),
         py::arg("half"), "float32 coefficients (k, r, r_low, b) of per-channel statistics, or None.");
   m.def("affine_channels", &affine_channels, py::arg("x"), py::arg("x_offset"),

@@ -212,6 +212,77 @@ ZM_TARGET_AVX512 void channels_planes_avx512(const uint8_t* x, O* out, int64_t p
   }
   for (; p < p1; ++p) scalar(p);
 }
+
+// Per-pixel statistics (normalize.hpp's PixelForm): the coefficients of every column and,
+// for each group of 16 columns, whether all of them meet the bound on all 256 values. The
+// check costs about what one float64 standardize of 256 images does, so the Python layer
+// runs it for statistics it sees a second time and keeps the result.
+ZM_TARGET_AVX512 ZM_INLINE __m512i float_keys(__m512 v) {  // monotone integers of floats
+  const __m512i s = _mm512_castps_si512(v);
+  return _mm512_xor_si512(s, _mm512_and_si512(_mm512_srai_epi32(s, 31),
+                                              _mm512_set1_epi32(0x7fffffff)));
+}
+
+ZM_TARGET_AVX512 inline void pixel_form_groups_avx512(const double* mean, const double* inv,
+                                                      int64_t g0, int64_t g1, bool half,
+                                                      float* coef, uint8_t* ok) {
+  for (int64_t g = g0; g < g1; ++g) {
+    const int64_t j0 = 16 * g;
+    float* k = coef + 64 * g;  // k, r, r_low, b of the group's 16 columns
+    float* r = k + 16;
+    float* r_low = k + 32;
+    float* b = k + 48;
+    bool finite = true;
+    for (int j = 0; j < 16; ++j) {
+      const double m = mean[j0 + j], s = inv[j0 + j];
+      finite = finite && std::isfinite(m) && std::isfinite(s) && std::fabs(m) <= double(1 << 20);
+      const double kj = finite ? std::nearbyint(m) : 0.0;
+      k[j] = float(kj);
+      r[j] = finite ? float(s) : 0.0f;
+      r_low[j] = finite ? float(s - double(r[j])) : 0.0f;
+      b[j] = finite ? float((kj - m) * s) : 0.0f;
+    }
+    __mmask16 pass = finite ? 0xffff : 0;
+    const __m512 kv = _mm512_loadu_ps(k), rv = _mm512_loadu_ps(r);
+    const __m512 lv = _mm512_loadu_ps(r_low), bv = _mm512_loadu_ps(b);
+    const __m512d m_lo = _mm512_loadu_pd(mean + j0), m_hi = _mm512_loadu_pd(mean + j0 + 8);
+    const __m512d s_lo = _mm512_loadu_pd(inv + j0), s_hi = _mm512_loadu_pd(inv + j0 + 8);
+    for (int v = 0; v < 256 && pass == 0xffff; ++v) {
+      const __m512 d = _mm512_sub_ps(_mm512_set1_ps(float(v)), kv);
+      const __m512 got = _mm512_fmadd_ps(d, rv, _mm512_fmadd_ps(d, lv, bv));
+      // The float64 kernels' values: (x - mean) * inv, then rounded.
+      const __m512d xv = _mm512_set1_pd(double(v));
+      const __m512d lo = _mm512_mul_pd(_mm512_sub_pd(xv, m_lo), s_lo);
+      const __m512d hi = _mm512_mul_pd(_mm512_sub_pd(xv, m_hi), s_hi);
+      if (half) {
+        const __m256i want = _mm256_set_m128i(half8_avx512(hi), half8_avx512(lo));
+        const __m256i have =
+            _mm512_cvtps_ph(got, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        pass = _mm256_cmpeq_epi16_mask(want, have);
+      } else {
+        const __m512 want = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo)),
+                                               _mm512_cvtpd_ps(hi), 1);
+        const __m512i apart = _mm512_sub_epi32(float_keys(got), float_keys(want));
+        pass = _mm512_cmple_epu32_mask(_mm512_add_epi32(apart, _mm512_set1_epi32(1)),
+                                       _mm512_set1_epi32(2));  // -1, 0 or 1 ulp
+      }
+    }
+    ok[g] = pass == 0xffff;
+  }
+}
+
+// coef: 64 floats a group (PixelForm); ok: n / 16 flags. Columns past the last whole group
+// are left to the float64 loop.
+inline void pixel_form(const double* mean, const double* inv, int64_t n, bool half, float* coef,
+                       uint8_t* ok, int requested_threads) {
+  const int64_t groups = n / 16;
+  const int threads = threads_for(requested_threads, groups * 256 * 16);
+  parallel_tasks(threads, threads, [&](int64_t t) {
+    int64_t g0, g1;
+    split_range(groups, threads, t, g0, g1);
+    pixel_form_groups_avx512(mean, inv, g0, g1, half, coef, ok);
+  });
+}
 #endif
 
 // The kernels exist for AVX-512 only; other levels keep the float64 kernels.

@@ -228,6 +228,55 @@ ZM_TARGET_AVX512 void affine_u8_rows_avx512(const uint8_t* x, int64_t x_row, con
                                                 n - 16, __mmask16(0xffffu << (16 - (n - i))));
 }
 
+// Per-pixel statistics in the float32 form of channels.hpp, per column: y = fma(x - k, r,
+// fma(x - k, r_low, b)). Group g of 16 columns keeps its k, r, r_low and b together at
+// coef[64 g] (four arrays n floats apart would alias the output rows modulo 4 KB, which made
+// this loop slower than the float64 one); `ok[g]` says whether all 16 columns passed the
+// check on all 256 values (pixel_form), and other groups take the float64 loop above. The
+// pointers start at the block's first column, a multiple of 16.
+struct PixelForm {
+  const float* coef;
+  const uint8_t* ok;
+  PixelForm shifted(int64_t columns) const { return {coef + 4 * columns, ok + columns / 16}; }
+};
+
+template <class O>
+ZM_TARGET_AVX512 void affine_u8_rows_form_avx512(const uint8_t* x, int64_t x_row,
+                                                 const double* mean, const double* inv,
+                                                 const PixelForm& form, O* out, int64_t out_row,
+                                                 int rows, int64_t n, bool stream) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    if (!form.ok[i / 16]) {
+      affine_u8_rows_avx512<O>(x + i, x_row, mean + i, inv + i, out + i, out_row, rows, 16,
+                               stream);
+      continue;
+    }
+    const float* group = form.coef + 4 * i;
+    const __m512 k = _mm512_loadu_ps(group), r = _mm512_loadu_ps(group + 16);
+    const __m512 r_low = _mm512_loadu_ps(group + 32), b = _mm512_loadu_ps(group + 48);
+    for (int row = 0; row < rows; ++row) {
+      const __m512 d = _mm512_sub_ps(
+          _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+              _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + row * x_row + i)))),
+          k);
+      const __m512 y = _mm512_fmadd_ps(d, r, _mm512_fmadd_ps(d, r_low, b));
+      O* o = out + row * out_row + i;
+      if constexpr (std::is_same<O, float>::value) {
+        if (stream) _mm512_stream_ps(o, y); else _mm512_storeu_ps(o, y);
+      } else {
+        const __m256i h = _mm512_cvtps_ph(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        if (stream) _mm256_stream_si256(reinterpret_cast<__m256i*>(o), h);
+        else _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), h);
+      }
+    }
+  }
+  if (i < n)  // the last n - i values are the top lanes of the step at n - 16
+    for (int row = 0; row < rows; ++row)
+      affine_u8_step16<O, false, Store::masked>(x + row * x_row, mean, inv, out + row * out_row,
+                                                n - 16, __mmask16(0xffffu << (16 - (n - i))));
+}
+
 template <bool kConstantStats>
 ZM_TARGET_AVX2 void affine_u8_f32_avx2(const uint8_t* x, const double* mean, const double* inv,
                                        float* out, int64_t n, bool stream) {
@@ -378,9 +427,12 @@ constexpr int64_t kStatsBlock = 8192;
 // `fresh`: out was just allocated. Its pages are zeroed as they fault in and are then in
 // cache, so normal stores beat streaming ones there (measured: 4.3 against 5.0 ms for a
 // fresh 61 MB cifar output; equal at imagenet's 154 MB).
+// `form`: the per-pixel float32 form of the statistics (AVX-512, uint8 into float32 or
+// float16, contiguous per-pixel statistics), or null.
 template <class T, class O>
 void affine(const char* x, const double* mean, const double* inv, char* out, const Space& space,
-            int requested_threads, bool fresh = false) {
+            int requested_threads, bool fresh = false, const PixelForm* form = nullptr) {
+  (void)form;  // used by the AVX-512 uint8 rows only
   const int nd = space.nd;
   const int64_t total = space.size();
   if (nd == 0 || total == 0) return;
@@ -469,12 +521,20 @@ void affine(const char* x, const double* mean, const double* inv, char* out, con
             const int64_t x_row = outer.stride[0][0], out_row = outer.stride[2][0];
             // Streaming stores need every row's block to start on a line.
             const bool block_stream = stream && aligned && (c0 * os) % 64 == 0;
-            for (int64_t r = r0; r < r1; r += kRowGroup)
-              affine_u8_rows_avx512<O>(
-                  reinterpret_cast<const uint8_t*>(x + r * x_row + c0), x_row, block_mean,
-                  block_inv, reinterpret_cast<O*>(out + r * out_row + c0 * os),
-                  out_row / int64_t(sizeof(O)), int(std::min<int64_t>(kRowGroup, r1 - r)), len,
-                  block_stream);
+            const PixelForm block_form = form ? form->shifted(c0) : PixelForm{};
+            for (int64_t r = r0; r < r1; r += kRowGroup) {
+              const auto* xr = reinterpret_cast<const uint8_t*>(x + r * x_row + c0);
+              O* orow = reinterpret_cast<O*>(out + r * out_row + c0 * os);
+              const int rows_here = int(std::min<int64_t>(kRowGroup, r1 - r));
+              if (form)
+                affine_u8_rows_form_avx512<O>(xr, x_row, block_mean, block_inv, block_form, orow,
+                                              out_row / int64_t(sizeof(O)), rows_here, len,
+                                              block_stream);
+              else
+                affine_u8_rows_avx512<O>(xr, x_row, block_mean, block_inv, orow,
+                                         out_row / int64_t(sizeof(O)), rows_here, len,
+                                         block_stream);
+            }
             continue;
           }
         }

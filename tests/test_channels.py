@@ -170,3 +170,76 @@ def test_affine_channels_checks_its_arguments():
                              **{**args, "extent": [4, 47]})
     with pytest.raises(ValueError):  # planar needs (C, P) strides
         core.affine_channels(x, coefficients=coefficients, out=out, **{**args, "planar": True})
+
+
+# --- per-pixel statistics: the same float32 form per column (normalize.hpp's PixelForm) ----
+
+@needs_avx512
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("placement", ["reused", "fresh"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_per_pixel_statistics_seen_again(dtype, placement, threads):
+    """The second call with equal per-pixel statistics checks their float32 form and the
+    third uses it; every call stays within the bounds. 9,150 columns: more than one column
+    block of the kernel and a tail that is not a whole group of 16; float16 has groups that
+    fail the check and take the float64 loop."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (300, 50, 61, 3), dtype=np.uint8)
+    mean, std = x.mean(axis=0), x.std(axis=0) + 0.25
+    expected = reference(x, mean, std, dtype, False)
+    out = aligned_empty(x.shape, dtype) if placement == "reused" else None
+    before = zm.get_num_threads()
+    zm.set_num_threads(threads)
+    try:
+        for _ in range(3):
+            got = zm.standardize(x, mean.copy(), std.copy(), dtype=dtype, out=out)
+            assert_bound(got, expected)
+    finally:
+        zm.set_num_threads(before)
+    from zmfast._backends import cpp
+    assert cpp._PIXEL_FORMS[-1][4] is not None  # the form was checked and used
+    form = core.pixel_form(mean.reshape(-1), 1.0 / std.reshape(-1), dtype == np.float16)
+    assert form is not None and form[0].shape == (9150 // 16, 4, 16)
+    assert 0.2 < form[1].mean() <= 1.0  # most groups take the form (all, for float32)
+
+
+@needs_avx512
+def test_per_pixel_statistics_edited_in_place():
+    """Statistics the caller edits between calls are compared by value, so the result
+    follows the edit."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, (64, 20, 20, 3), dtype=np.uint8)
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1.0
+    for step in range(4):
+        got = zm.standardize(x, mean, std)
+        assert_bound(got, reference(x, mean, std, np.float32, False))
+        mean[step, step] += 7.25  # in place, same object
+        std[:, step] *= 1.5
+
+
+@needs_avx512
+def test_many_per_pixel_statistics_in_turn():
+    """More distinct statistics than the caches hold, each used twice in turn."""
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 256, (32, 16, 16, 3), dtype=np.uint8)
+    stats = [(x.mean(axis=0) + shift, x.std(axis=0) + 1 + shift) for shift in range(5)]
+    for _ in range(2):
+        for mean, std in stats:
+            for dtype in (np.float32, np.float16):
+                got = zm.standardize(x, mean, std, dtype=dtype)
+                assert_bound(got, reference(x, mean, std, dtype, False))
+
+
+@needs_avx512
+def test_affine_checks_the_pixel_form():
+    x = np.zeros((16, 64), np.uint8)
+    out = np.empty(x.shape, np.float32)
+    mean, inv = np.full(64, 1.5), np.ones(64)
+    form = core.pixel_form(mean, inv, False)
+    args = (x, 0, mean, inv, [16, 64], [64, 1], [0, 8], out, 0, [256, 4], False)
+    core.affine(*args, form)
+    np.testing.assert_array_equal(out, np.full(x.shape, -1.5, np.float32))
+    with pytest.raises(ValueError):  # statistics of another length
+        core.affine(*args, core.pixel_form(np.full(48, 1.5), np.ones(48), False))
+    with pytest.raises(ValueError):  # statistics that are not per column
+        core.affine(x, 0, mean, inv, [16, 64], [64, 1], [8, 0], out, 0, [256, 4], False, form)

@@ -16,10 +16,22 @@ def _stats_array(value, name):
     return array.astype(np.float64, copy=False)
 
 
-# Statistics validated recently, keyed on their values and the input's shape (small ones
-# only: per channel, scalar), so a data loader's repeated calls skip the checks.
+# Statistics validated recently, so a data loader's repeated calls skip the checks and get
+# the same (read-only, private) arrays back, on which later stages cache their plans: small
+# ones (per channel, scalar) keyed on their values and the input's shape; large ones (per
+# pixel) compared with the last few whole.
 _CHECKED = {}
 _CHECKED_MAX = 64
+_CHECKED_LARGE = []
+_CHECKED_LARGE_MAX = 2
+
+
+def _private(checked):
+    """Read-only copies: later edits to the caller's arrays cannot reach them."""
+    checked = tuple(a.copy() for a in checked)
+    for array in checked:
+        array.flags.writeable = False
+    return checked
 
 
 def check_stats(x_shape, mean, std):
@@ -28,14 +40,19 @@ def check_stats(x_shape, mean, std):
     mean = _stats_array(mean, "mean")
     std = _stats_array(std, "std")
     if mean.size > 256 or std.size > 256:
-        return _check_stats(x_shape, mean, std)
+        x_shape = tuple(x_shape)
+        for shape, checked in _CHECKED_LARGE:
+            if (shape == x_shape and np.array_equal(checked[0], mean)
+                    and np.array_equal(checked[1], std)):
+                return checked
+        checked = _private(_check_stats(x_shape, mean, std))
+        _CHECKED_LARGE.append((x_shape, checked))
+        del _CHECKED_LARGE[:-_CHECKED_LARGE_MAX]
+        return checked
     key = (tuple(x_shape), mean.shape, mean.tobytes(), std.shape, std.tobytes())
     checked = _CHECKED.get(key)
     if checked is None:
-        checked = _check_stats(x_shape, mean, std)
-        checked = tuple(a.copy() for a in checked)  # private: later edits to the caller's
-        for array in checked:                       # arrays change the key, not these
-            array.flags.writeable = False
+        checked = _private(_check_stats(x_shape, mean, std))
         if len(_CHECKED) >= _CHECKED_MAX:
             _CHECKED.clear()
         _CHECKED[key] = checked

@@ -1,6 +1,9 @@
 """The C++ backend: the extension's kernels on the canonical plans of zmfast._plan."""
 
 import functools
+import math
+
+import numpy as np
 
 import zmfast._core as _core
 from zmfast import _plan
@@ -28,9 +31,52 @@ def column_sums(dtype, ndim, kept, features, limit, s1, s2, counter, samples):
     return _core.ColumnSums(dtype, ndim, list(kept), features, limit, s1, s2, counter, samples)
 
 
+# Per-pixel statistics seen recently, as [mean, inv, half, SIMD level, form]: the float32
+# form (see _pixel_form) is checked only for statistics that come back, since the check
+# costs about one float64 standardize of 256 images.
+_PIXEL_FORMS = []
+_PIXEL_FORMS_MAX = 2
+PIXEL_FORM_MIN_COLUMNS = 1024  # fewer statistics (per channel) take the channel form
+PIXEL_FORM_MIN_ROWS = 16  # a call of fewer images does not pay for comparing the statistics
+
+
+def _pixel_form(mean, inv, half):
+    """The per-pixel float32 form of ``(mean, inv)`` (``_core.pixel_form``) if these
+    statistics were seen before, else None (and remember them)."""
+    level = _core.simd_level()
+    for entry in _PIXEL_FORMS:
+        if entry[2] == half and entry[3] == level and (
+                (entry[0] is mean and entry[1] is inv)  # a cached plan's own arrays
+                or (np.array_equal(entry[0], mean) and np.array_equal(entry[1], inv))):
+            if entry[4] is None:
+                entry[4] = _core.pixel_form(mean.reshape(-1), inv.reshape(-1), half) or False
+            return entry[4] or None
+    # The plan's arrays, which nothing writes to after planning.
+    _PIXEL_FORMS.append([mean, inv, half, level, None])
+    del _PIXEL_FORMS[:-_PIXEL_FORMS_MAX]
+    return None
+
+
+def _affine_kernel(fresh):
+    """``_core.affine`` for ``_plan.affine``, with the per-pixel float32 form where it
+    applies: uint8 into float32/float16, contiguous per-pixel statistics repeated over many
+    images (mean.image in cs231n's sense)."""
+    def kernel(x, x_offset, mean, inv, extent, x_strides, stats_strides, out, out_offset,
+               out_strides):
+        form = None
+        if (x.dtype == np.uint8 and out.dtype.char in "fe"
+                and PIXEL_FORM_MIN_COLUMNS <= mean.size == extent[-1]
+                and stats_strides[-1] == 8 and not any(stats_strides[:-1])
+                and math.prod(extent) >= PIXEL_FORM_MIN_ROWS * mean.size):
+            form = _pixel_form(mean, inv, out.dtype == np.float16)
+        _core.affine(x, x_offset, mean, inv, extent, x_strides, stats_strides, out, out_offset,
+                     out_strides, fresh, form)
+    return kernel
+
+
 def affine(x, mean, std, out, layout, fresh=False):
     """``fresh``: ``out`` was just allocated (normal stores then beat streaming ones)."""
-    kernel = functools.partial(_core.affine, fresh=True) if fresh else _core.affine
+    kernel = _affine_kernel(fresh)
     channel_kernel = (functools.partial(_core.affine_channels, fresh=True) if fresh
                       else _core.affine_channels)
     _plan.affine(x, mean, std, out, layout, kernel,
