@@ -273,17 +273,22 @@ ZM_TARGET_AVX512 inline void pixel_form_groups_avx512(const double* mean, const 
 
 // coef: 64 floats a group (PixelForm); ok: n / 16 flags. Columns past the last whole group
 // are left to the float64 loop.
+#endif
 inline void pixel_form(const double* mean, const double* inv, int64_t n, bool half, float* coef,
                        uint8_t* ok, int requested_threads) {
   const int64_t groups = n / 16;
+#if ZMFAST_X86_DISPATCH
   const int threads = threads_for(requested_threads, groups * 256 * 16);
   parallel_tasks(threads, threads, [&](int64_t t) {
     int64_t g0, g1;
     split_range(groups, threads, t, g0, g1);
     pixel_form_groups_avx512(mean, inv, g0, g1, half, coef, ok);
   });
-}
+#else
+  (void)mean, (void)inv, (void)half, (void)coef, (void)requested_threads;
+  for (int64_t g = 0; g < groups; ++g) ok[g] = 0;
 #endif
+}
 
 // The kernels exist for AVX-512 only; other levels keep the float64 kernels.
 inline bool channel_kernels_available(Level level) {

@@ -106,6 +106,18 @@ ZM_INLINE void affine_run_impl(const char* x, int64_t xs, const double* mean, co
   }
 }
 
+// Per-pixel statistics in the float32 form of channels.hpp, per column: y = fma(x - k, r,
+// fma(x - k, r_low, b)). Group g of 16 columns keeps its k, r, r_low and b together at
+// coef[64 g] (four arrays n floats apart would alias the output rows modulo 4 KB, which made
+// this loop slower than the float64 one); `ok[g]` says whether all 16 columns passed the
+// check on all 256 values (pixel_form), and other groups take the float64 loop above. The
+// pointers start at the block's first column, a multiple of 16.
+struct PixelForm {
+  const float* coef;
+  const uint8_t* ok;
+  PixelForm shifted(int64_t columns) const { return {coef + 4 * columns, ok + columns / 16}; }
+};
+
 #if ZMFAST_X86_DISPATCH
 // uint8 -> float32 or float16, contiguous, 16 values a step, optionally streaming stores.
 // float16 rounds to odd into float32 (truncate, then set the last bit if inexact) and then
@@ -228,17 +240,6 @@ ZM_TARGET_AVX512 void affine_u8_rows_avx512(const uint8_t* x, int64_t x_row, con
                                                 n - 16, __mmask16(0xffffu << (16 - (n - i))));
 }
 
-// Per-pixel statistics in the float32 form of channels.hpp, per column: y = fma(x - k, r,
-// fma(x - k, r_low, b)). Group g of 16 columns keeps its k, r, r_low and b together at
-// coef[64 g] (four arrays n floats apart would alias the output rows modulo 4 KB, which made
-// this loop slower than the float64 one); `ok[g]` says whether all 16 columns passed the
-// check on all 256 values (pixel_form), and other groups take the float64 loop above. The
-// pointers start at the block's first column, a multiple of 16.
-struct PixelForm {
-  const float* coef;
-  const uint8_t* ok;
-  PixelForm shifted(int64_t columns) const { return {coef + 4 * columns, ok + columns / 16}; }
-};
 
 template <class O>
 ZM_TARGET_AVX512 void affine_u8_rows_form_avx512(const uint8_t* x, int64_t x_row,
