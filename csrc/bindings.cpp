@@ -245,20 +245,21 @@ void affine(const py::array& x, int64_t x_offset, const py::array& mean, const p
   zm::PixelForm pixel{};
   const zm::PixelForm* form_ptr = nullptr;
   py::array_t<float, py::array::c_style> coef;
-  py::array_t<uint8_t, py::array::c_style> ok;
+  py::array_t<uint8_t, py::array::c_style> state;
   if (!form.is_none()) {
     const auto parts = form.cast<py::tuple>();
     coef = parts[0].cast<py::array_t<float, py::array::c_style>>();
-    ok = parts[1].cast<py::array_t<uint8_t, py::array::c_style>>();
+    state = parts[1].cast<py::array_t<uint8_t, py::array::c_style>>();
     const int nd = space.nd;
     const int64_t run = nd ? space.extent[nd - 1] : 0;
     bool stats_fit = nd >= 1 && space.stride[1][nd - 1] == int64_t(sizeof(double));
     for (int i = 0; i + 1 < nd; ++i) stats_fit = stats_fit && space.stride[1][i] == 0;
-    if (!stats_fit || coef.ndim() != 3 || coef.shape(0) != run / 16 || coef.shape(1) != 4 ||
-        coef.shape(2) != 16 || ok.ndim() != 1 || ok.shape(0) != run / 16 ||
+    if (!stats_fit || coef.ndim() != 3 || coef.shape(0) != run / 16 ||
+        coef.shape(1) != zm::kFormFloats ||
+        coef.shape(2) != 16 || state.ndim() != 1 || state.shape(0) != run / 16 ||
         x.dtype().char_() != 'B' || (out.dtype().char_() != 'f' && out.dtype().char_() != 'e'))
       throw py::value_error("affine: the pixel form does not match the statistics");
-    pixel = {coef.data(), ok.data()};
+    pixel = {coef.data(), state.data()};
     form_ptr = &pixel;
   }
   const char in_type = x.dtype().char_(), out_type = out.dtype().char_();
@@ -320,18 +321,18 @@ py::object pixel_form(py::array_t<double, py::array::c_style | py::array::forcec
   if (mean.ndim() != 1 || inv.ndim() != 1 || inv.size() != n)
     throw py::value_error("pixel_form: mean and inv must be 1-d of one length");
   if (!zm::channel_kernels_available(zm::current_level())) return py::none();
-  py::array_t<float> coef({n / 16, int64_t(4), int64_t(16)});
-  py::array_t<uint8_t> ok(n / 16);
+  py::array_t<float> coef({n / 16, int64_t(zm::kFormFloats), int64_t(16)});
+  py::array_t<uint8_t> state(n / 16);
   const double* mp = mean.data();
   const double* ip = inv.data();
   float* cp = coef.mutable_data();
-  uint8_t* okp = ok.mutable_data();
+  uint8_t* statep = state.mutable_data();
   const int threads = g_threads.load();
   {
     py::gil_scoped_release release;
-    zm::pixel_form(mp, ip, n, half, cp, okp, threads);
+    zm::pixel_form(mp, ip, n, half, cp, statep, threads);
   }
-  return py::make_tuple(coef, ok);
+  return py::make_tuple(coef, state);
 }
 
 void affine_channels(const py::array& x, int64_t x_offset,
@@ -401,8 +402,9 @@ PYBIND11_MODULE(_core, m) {
         py::arg("out_offset"), py::arg("out_strides"), py::arg("fresh") = false,
         py::arg("form") = py::none(), "out = (x - mean) * inv over a canonical strided space.");
   m.def("pixel_form", &pixel_form, py::arg("mean"), py::arg("inv"), py::arg("half"),
-        "(coefficients (n // 16, 4, 16) float32, ok (n // 16) uint8): the float32 form of per-pixel "
-        "statistics and which groups of 16 columns meet its bound; None below AVX-512.");
+        "(coefficients (n // 16, 6, 16) float32, state (n // 16) uint8): the float32 form of "
+        "per-pixel statistics and how each group of 16 columns met its bound (0: not, 1: "
+        "all values, 2: with one value fixed in some columns); None below AVX-512.");
   m.def("channel_coefficients", &channel_coefficients, py::arg("mean"), py::arg("inv"),
         py::arg("half"), "float32 coefficients (k, r, r_low, b) of per-channel statistics, or None.");
   m.def("affine_channels", &affine_channels, py::arg("x"), py::arg("x_offset"),

@@ -213,10 +213,12 @@ ZM_TARGET_AVX512 void channels_planes_avx512(const uint8_t* x, O* out, int64_t p
   for (; p < p1; ++p) scalar(p);
 }
 
-// Per-pixel statistics (normalize.hpp's PixelForm): the coefficients of every column and,
-// for each group of 16 columns, whether all of them meet the bound on all 256 values. The
-// check costs about what one float64 standardize of 256 images does, so the Python layer
-// runs it for statistics it sees a second time and keeps the result.
+// Per-pixel statistics (normalize.hpp's PixelForm): the coefficients of every column, each
+// column tried on all 256 values, and a group state (see PixelForm). The check costs about
+// what one float64 standardize of 256 images does, so the Python layer runs it for
+// statistics it sees a second time and keeps the result. A column that misses on a single
+// value (in float16, about 1 in 70) keeps the form with that value fixed, so its group still
+// avoids float64.
 ZM_TARGET_AVX512 ZM_INLINE __m512i float_keys(__m512 v) {  // monotone integers of floats
   const __m512i s = _mm512_castps_si512(v);
   return _mm512_xor_si512(s, _mm512_and_si512(_mm512_srai_epi32(s, 31),
@@ -225,10 +227,10 @@ ZM_TARGET_AVX512 ZM_INLINE __m512i float_keys(__m512 v) {  // monotone integers 
 
 ZM_TARGET_AVX512 inline void pixel_form_groups_avx512(const double* mean, const double* inv,
                                                       int64_t g0, int64_t g1, bool half,
-                                                      float* coef, uint8_t* ok) {
+                                                      float* coef, uint8_t* state) {
   for (int64_t g = g0; g < g1; ++g) {
     const int64_t j0 = 16 * g;
-    float* k = coef + 64 * g;  // k, r, r_low, b of the group's 16 columns
+    float* k = coef + 16 * kFormFloats * g;  // the group's k, r, r_low, b, fix_x, fix_y
     float* r = k + 16;
     float* r_low = k + 32;
     float* b = k + 48;
@@ -242,51 +244,75 @@ ZM_TARGET_AVX512 inline void pixel_form_groups_avx512(const double* mean, const 
       r_low[j] = finite ? float(s - double(r[j])) : 0.0f;
       b[j] = finite ? float((kj - m) * s) : 0.0f;
     }
-    __mmask16 pass = finite ? 0xffff : 0;
+    alignas(64) int32_t fix_x[16], fix_y[16], want_bits[16];
+    for (int j = 0; j < 16; ++j) fix_x[j] = fix_y[j] = -1;
+    bool usable = finite, fixed = false;
+    uint32_t has_fix = 0;
     const __m512 kv = _mm512_loadu_ps(k), rv = _mm512_loadu_ps(r);
     const __m512 lv = _mm512_loadu_ps(r_low), bv = _mm512_loadu_ps(b);
     const __m512d m_lo = _mm512_loadu_pd(mean + j0), m_hi = _mm512_loadu_pd(mean + j0 + 8);
     const __m512d s_lo = _mm512_loadu_pd(inv + j0), s_hi = _mm512_loadu_pd(inv + j0 + 8);
-    for (int v = 0; v < 256 && pass == 0xffff; ++v) {
+    for (int v = 0; v < 256 && usable; ++v) {
       const __m512 d = _mm512_sub_ps(_mm512_set1_ps(float(v)), kv);
       const __m512 got = _mm512_fmadd_ps(d, rv, _mm512_fmadd_ps(d, lv, bv));
       // The float64 kernels' values: (x - mean) * inv, then rounded.
       const __m512d xv = _mm512_set1_pd(double(v));
       const __m512d lo = _mm512_mul_pd(_mm512_sub_pd(xv, m_lo), s_lo);
       const __m512d hi = _mm512_mul_pd(_mm512_sub_pd(xv, m_hi), s_hi);
+      __mmask16 pass;
+      __m512i want;
       if (half) {
-        const __m256i want = _mm256_set_m128i(half8_avx512(hi), half8_avx512(lo));
+        const __m256i want_h = _mm256_set_m128i(half8_avx512(hi), half8_avx512(lo));
         const __m256i have =
             _mm512_cvtps_ph(got, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        pass = _mm256_cmpeq_epi16_mask(want, have);
+        pass = _mm256_cmpeq_epi16_mask(want_h, have);
+        want = _mm512_cvtepu16_epi32(want_h);
       } else {
-        const __m512 want = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo)),
-                                               _mm512_cvtpd_ps(hi), 1);
-        const __m512i apart = _mm512_sub_epi32(float_keys(got), float_keys(want));
+        const __m512 want_f = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo)),
+                                                 _mm512_cvtpd_ps(hi), 1);
+        const __m512i apart = _mm512_sub_epi32(float_keys(got), float_keys(want_f));
         pass = _mm512_cmple_epu32_mask(_mm512_add_epi32(apart, _mm512_set1_epi32(1)),
                                        _mm512_set1_epi32(2));  // -1, 0 or 1 ulp
+        want = _mm512_castps_si512(want_f);
       }
+      const uint32_t missed = ~uint32_t(pass) & 0xffffu;
+      if (!missed) continue;
+      if (missed & has_fix) {  // a second value of one column
+        usable = false;
+        break;
+      }
+      _mm512_store_si512(want_bits, want);
+      for (int j = 0; j < 16; ++j)
+        if (missed >> j & 1) {
+          fix_x[j] = v;
+          fix_y[j] = want_bits[j];
+        }
+      has_fix |= missed;
+      fixed = true;
     }
-    ok[g] = pass == 0xffff;
+    std::memcpy(k + 64, fix_x, sizeof fix_x);
+    std::memcpy(k + 80, fix_y, sizeof fix_y);
+    state[g] = !usable ? 0 : fixed ? 2 : 1;
   }
 }
 
-// coef: 64 floats a group (PixelForm); ok: n / 16 flags. Columns past the last whole group
-// are left to the float64 loop.
 #endif
+
+// coef: 16 * kFormFloats floats a group (PixelForm); state: n / 16 group states. Columns
+// past the last whole group are left to the float64 loop.
 inline void pixel_form(const double* mean, const double* inv, int64_t n, bool half, float* coef,
-                       uint8_t* ok, int requested_threads) {
+                       uint8_t* state, int requested_threads) {
   const int64_t groups = n / 16;
 #if ZMFAST_X86_DISPATCH
   const int threads = threads_for(requested_threads, groups * 256 * 16);
   parallel_tasks(threads, threads, [&](int64_t t) {
     int64_t g0, g1;
     split_range(groups, threads, t, g0, g1);
-    pixel_form_groups_avx512(mean, inv, g0, g1, half, coef, ok);
+    pixel_form_groups_avx512(mean, inv, g0, g1, half, coef, state);
   });
 #else
   (void)mean, (void)inv, (void)half, (void)coef, (void)requested_threads;
-  for (int64_t g = 0; g < groups; ++g) ok[g] = 0;
+  for (int64_t g = 0; g < groups; ++g) state[g] = 0;
 #endif
 }
 

@@ -107,15 +107,20 @@ ZM_INLINE void affine_run_impl(const char* x, int64_t xs, const double* mean, co
 }
 
 // Per-pixel statistics in the float32 form of channels.hpp, per column: y = fma(x - k, r,
-// fma(x - k, r_low, b)). Group g of 16 columns keeps its k, r, r_low and b together at
-// coef[64 g] (four arrays n floats apart would alias the output rows modulo 4 KB, which made
-// this loop slower than the float64 one); `ok[g]` says whether all 16 columns passed the
-// check on all 256 values (pixel_form), and other groups take the float64 loop above. The
+// fma(x - k, r_low, b)). Group g of 16 columns keeps its k, r, r_low, b, fix_x and fix_y
+// together at coef[96 g] (arrays n floats apart would alias the output rows modulo 4 KB,
+// which made this loop slower than the float64 one). pixel_form checked every column on all
+// 256 values; state[g] says what it found: 0, a column missed on two values or more (the
+// group takes the float64 loop); 1, none missed; 2, some columns missed on one value,
+// fix_x (int32, -1 for none), whose right result is fix_y (float32 bits, or half bits). The
 // pointers start at the block's first column, a multiple of 16.
+constexpr int kFormFloats = 6;  // per column
 struct PixelForm {
   const float* coef;
-  const uint8_t* ok;
-  PixelForm shifted(int64_t columns) const { return {coef + 4 * columns, ok + columns / 16}; }
+  const uint8_t* state;
+  PixelForm shifted(int64_t columns) const {
+    return {coef + kFormFloats * columns, state + columns / 16};
+  }
 };
 
 #if ZMFAST_X86_DISPATCH
@@ -248,25 +253,30 @@ ZM_TARGET_AVX512 void affine_u8_rows_form_avx512(const uint8_t* x, int64_t x_row
                                                  int rows, int64_t n, bool stream) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    if (!form.ok[i / 16]) {
+    const uint8_t state = form.state[i / 16];
+    if (state == 0) {
       affine_u8_rows_avx512<O>(x + i, x_row, mean + i, inv + i, out + i, out_row, rows, 16,
                                stream);
       continue;
     }
-    const float* group = form.coef + 4 * i;
+    const float* group = form.coef + kFormFloats * i;
     const __m512 k = _mm512_loadu_ps(group), r = _mm512_loadu_ps(group + 16);
     const __m512 r_low = _mm512_loadu_ps(group + 32), b = _mm512_loadu_ps(group + 48);
+    const __m512i fix_x = _mm512_loadu_si512(group + 64), fix_y = _mm512_loadu_si512(group + 80);
     for (int row = 0; row < rows; ++row) {
-      const __m512 d = _mm512_sub_ps(
-          _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
-              _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + row * x_row + i)))),
-          k);
+      const __m512i xi = _mm512_cvtepu8_epi32(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + row * x_row + i)));
+      const __m512 d = _mm512_sub_ps(_mm512_cvtepi32_ps(xi), k);
       const __m512 y = _mm512_fmadd_ps(d, r, _mm512_fmadd_ps(d, r_low, b));
+      const __mmask16 fix = state == 2 ? _mm512_cmpeq_epi32_mask(xi, fix_x) : 0;
       O* o = out + row * out_row + i;
       if constexpr (std::is_same<O, float>::value) {
-        if (stream) _mm512_stream_ps(o, y); else _mm512_storeu_ps(o, y);
+        const __m512 f = _mm512_mask_blend_ps(fix, y, _mm512_castsi512_ps(fix_y));
+        if (stream) _mm512_stream_ps(o, f); else _mm512_storeu_ps(o, f);
       } else {
-        const __m256i h = _mm512_cvtps_ph(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m256i h = _mm256_mask_blend_epi16(
+            fix, _mm512_cvtps_ph(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+            _mm512_cvtepi32_epi16(fix_y));
         if (stream) _mm256_stream_si256(reinterpret_cast<__m256i*>(o), h);
         else _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), h);
       }
