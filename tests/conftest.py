@@ -62,6 +62,21 @@ def activate(name):
     return context
 
 
+@pytest.fixture(autouse=True, scope="session")
+def modest_streaming_threshold():
+    """Streaming stores from 8 MB of output (the default is twice the last-level cache), so
+    that the tests' arrays of 8 to 20 MB take the streaming loops."""
+    try:
+        from zmfast import _core
+    except ImportError:
+        yield
+        return
+    before = _core.stream_bytes()
+    _core.set_stream_bytes(8 << 20)
+    yield
+    _core.set_stream_bytes(before)
+
+
 @pytest.fixture(params=NAMES)
 def backend(request):
     """The name of the backend in force for this test (one run per backend)."""

@@ -76,7 +76,33 @@ def test_floor_kernels_every_level(simd_level, batch):
 
 def test_show_config_reports_the_level(capsys):
     zm.show_config()
-    assert f"simd: {core.simd_level()}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"simd: {core.simd_level()}" in out
+    assert f"streaming stores: out= arrays from {core.stream_bytes() / 2**20:g} MiB" in out
+
+
+def test_streaming_threshold_is_settable_and_twice_the_last_level_cache():
+    """The default is read in a fresh process (this session's tests lower it to 8 MB)."""
+    import subprocess
+    import sys
+    code = "from zmfast import _core; print(_core.stream_bytes())"
+    default = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 check=True).stdout)
+    size = "/sys/devices/system/cpu/cpu0/cache/index3/size"
+    try:
+        with open(size) as f:
+            expected = 2 * int(f.read().strip().rstrip("K")) * 1024
+    except (OSError, ValueError):
+        expected = 64 << 20
+    assert default == expected
+    before = core.stream_bytes()
+    try:
+        core.set_stream_bytes(1 << 30)
+        assert core.stream_bytes() == 1 << 30
+        core.set_stream_bytes(-5)
+        assert core.stream_bytes() == 0
+    finally:
+        core.set_stream_bytes(before)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16])

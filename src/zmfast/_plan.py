@@ -221,10 +221,11 @@ def affine(x, mean, std, out, layout, kernel, channels=None):
                 if len(_AFFINE_PLANS) >= _AFFINE_PLANS_MAX:
                     _AFFINE_PLANS.clear()
                 _AFFINE_PLANS[key if calls[0] == "channels" else aligned_key] = calls
-    elif not (mean.flags.writeable or std.flags.writeable):
-        # Large read-only statistics: zmfast's own validated copies (check_stats returns the
-        # same ones for equal statistics), so their identity stands for their values while
-        # this cache holds them.
+    elif not (mean.flags.writeable or std.flags.writeable or mean.base is not None
+              or std.base is not None):
+        # Large read-only statistics that own their data: zmfast's validated copies
+        # (check_stats returns the same ones for equal statistics), so their identity stands
+        # for their values while this cache holds them.
         key = (id(mean), id(std), x.shape, x.strides, x.dtype.char, out.shape, out.strides,
                out.dtype.char, out.__array_interface__["data"][0] % 64, layout,
                channels[2] if channels else None)
