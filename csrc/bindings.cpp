@@ -250,16 +250,18 @@ void affine(const py::array& x, int64_t x_offset, const py::array& mean, const p
     const auto parts = form.cast<py::tuple>();
     coef = parts[0].cast<py::array_t<float, py::array::c_style>>();
     state = parts[1].cast<py::array_t<uint8_t, py::array::c_style>>();
+    const int64_t head = parts[2].cast<int64_t>();
     const int nd = space.nd;
     const int64_t run = nd ? space.extent[nd - 1] : 0;
     bool stats_fit = nd >= 1 && space.stride[1][nd - 1] == int64_t(sizeof(double));
     for (int i = 0; i + 1 < nd; ++i) stats_fit = stats_fit && space.stride[1][i] == 0;
-    if (!stats_fit || coef.ndim() != 3 || coef.shape(0) != run / 16 ||
+    const int64_t groups = head >= 0 && head < run ? (run - head) / 16 : -1;
+    if (!stats_fit || coef.ndim() != 3 || coef.shape(0) != groups ||
         coef.shape(1) != zm::kFormFloats ||
-        coef.shape(2) != 16 || state.ndim() != 1 || state.shape(0) != run / 16 ||
+        coef.shape(2) != 16 || state.ndim() != 1 || state.shape(0) != groups ||
         x.dtype().char_() != 'B' || (out.dtype().char_() != 'f' && out.dtype().char_() != 'e'))
       throw py::value_error("affine: the pixel form does not match the statistics");
-    pixel = {coef.data(), state.data()};
+    pixel = {coef.data(), state.data(), head};
     form_ptr = &pixel;
   }
   const char in_type = x.dtype().char_(), out_type = out.dtype().char_();
@@ -316,15 +318,17 @@ py::object channel_coefficients(py::array_t<double, py::array::c_style | py::arr
 
 py::object pixel_form(py::array_t<double, py::array::c_style | py::array::forcecast> mean,
                       py::array_t<double, py::array::c_style | py::array::forcecast> inv,
-                      bool half) {
-  const int64_t n = mean.size();
-  if (mean.ndim() != 1 || inv.ndim() != 1 || inv.size() != n)
+                      bool half, int64_t head) {
+  if (mean.ndim() != 1 || inv.ndim() != 1 || inv.size() != mean.size())
     throw py::value_error("pixel_form: mean and inv must be 1-d of one length");
+  if (head < 0 || head >= mean.size())
+    throw py::value_error("pixel_form: head must be in [0, len(mean))");
+  const int64_t n = mean.size() - head;  // the columns the groups cover
   if (!zm::channel_kernels_available(zm::current_level())) return py::none();
   py::array_t<float> coef({n / 16, int64_t(zm::kFormFloats), int64_t(16)});
   py::array_t<uint8_t> state(n / 16);
-  const double* mp = mean.data();
-  const double* ip = inv.data();
+  const double* mp = mean.data() + head;
+  const double* ip = inv.data() + head;
   float* cp = coef.mutable_data();
   uint8_t* statep = state.mutable_data();
   const int threads = g_threads.load();
@@ -332,7 +336,7 @@ py::object pixel_form(py::array_t<double, py::array::c_style | py::array::forcec
     py::gil_scoped_release release;
     zm::pixel_form(mp, ip, n, half, cp, statep, threads);
   }
-  return py::make_tuple(coef, state);
+  return py::make_tuple(coef, state, head);
 }
 
 void affine_channels(const py::array& x, int64_t x_offset,
@@ -402,9 +406,11 @@ PYBIND11_MODULE(_core, m) {
         py::arg("out_offset"), py::arg("out_strides"), py::arg("fresh") = false,
         py::arg("form") = py::none(), "out = (x - mean) * inv over a canonical strided space.");
   m.def("pixel_form", &pixel_form, py::arg("mean"), py::arg("inv"), py::arg("half"),
-        "(coefficients (n // 16, 6, 16) float32, state (n // 16) uint8): the float32 form of "
-        "per-pixel statistics and how each group of 16 columns met its bound (0: not, 1: "
-        "all values, 2: with one value fixed in some columns); None below AVX-512.");
+        py::arg("head") = 0,
+        "(coefficients (g, 6, 16) float32, state (g,) uint8, head): the float32 form of "
+        "per-pixel statistics in g = (n - head) // 16 groups of 16 columns from column head, "
+        "and how each group met its bound (0: not, 1: all values, 2: with one value fixed in "
+        "some columns); None below AVX-512.");
   m.def("channel_coefficients", &channel_coefficients, py::arg("mean"), py::arg("inv"),
         py::arg("half"), "float32 coefficients (k, r, r_low, b) of per-channel statistics, or None.");
   m.def("affine_channels", &affine_channels, py::arg("x"), py::arg("x_offset"),

@@ -136,12 +136,15 @@ ZM_INLINE void affine_run_impl(const char* x, int64_t xs, const double* mean, co
 // group takes the float64 loop); 1, none missed; 2, some columns missed on one value,
 // fix_x (int32, -1 for none), whose right result is fix_y (float32 bits, or half bits). The
 // pointers start at the block's first column, a multiple of 16.
+// The groups start `head` columns into the rows, where an output row that is not on a cache
+// line reaches one, so that the form's stores can stream; the head takes the float64 loop.
 constexpr int kFormFloats = 6;  // per column
 struct PixelForm {
   const float* coef;
   const uint8_t* state;
-  PixelForm shifted(int64_t columns) const {
-    return {coef + kFormFloats * columns, state + columns / 16};
+  int64_t head;
+  PixelForm shifted(int64_t columns) const {  // columns past the head, a multiple of 16
+    return {coef + kFormFloats * columns, state + columns / 16, 0};
   }
 };
 
@@ -537,14 +540,14 @@ void affine(const char* x, const double* mean, const double* inv, char* out, con
   if (stats_repeat && (run > kStatsBlock || grouped) && rows >= threads) {
     // Rows share long statistics (per-pixel): each thread takes whole rows and walks them
     // a block of columns at a time, so the statistics of a block stay in cache.
-    [[maybe_unused]] const bool aligned =
-        reinterpret_cast<uintptr_t>(out) % 64 == 0 && outer.stride[2][0] % 64 == 0;
+    [[maybe_unused]] const bool rows_on_lines = outer.stride[2][0] % 64 == 0;
+    const int64_t head = form ? form->head : 0;
     parallel_tasks(threads, threads, [&](int64_t t) {
       int64_t r0, r1;
       split_range(rows, threads, t, r0, r1);
       if (r0 >= r1) return;
-      for (int64_t c0 = 0; c0 < run; c0 += kStatsBlock) {
-        const int64_t len = std::min(kStatsBlock, run - c0);
+      for (int64_t c0 = 0, len = 0; c0 < run; c0 += len) {
+        len = c0 < head ? head - c0 : std::min(kStatsBlock, run - c0);
         const double* block_mean = reinterpret_cast<const double*>(stats_base_mean + c0 * ss);
         const double* block_inv = reinterpret_cast<const double*>(stats_base_inv + c0 * ss);
 #if ZMFAST_X86_DISPATCH
@@ -553,13 +556,15 @@ void affine(const char* x, const double* mean, const double* inv, char* out, con
           if (grouped && len >= 16) {
             const int64_t x_row = outer.stride[0][0], out_row = outer.stride[2][0];
             // Streaming stores need every row's block to start on a line.
-            const bool block_stream = stream && aligned && (c0 * os) % 64 == 0;
-            const PixelForm block_form = form ? form->shifted(c0) : PixelForm{};
+            const bool block_stream =
+                stream && rows_on_lines && (reinterpret_cast<uintptr_t>(out) + c0 * os) % 64 == 0;
+            const bool in_form = form && c0 >= head;
+            const PixelForm block_form = in_form ? form->shifted(c0 - head) : PixelForm{};
             for (int64_t r = r0; r < r1; r += kRowGroup) {
               const auto* xr = reinterpret_cast<const uint8_t*>(x + r * x_row + c0);
               O* orow = reinterpret_cast<O*>(out + r * out_row + c0 * os);
               const int rows_here = int(std::min<int64_t>(kRowGroup, r1 - r));
-              if (form)
+              if (in_form)
                 affine_u8_rows_form_avx512<O>(xr, x_row, block_mean, block_inv, block_form, orow,
                                               out_row / int64_t(sizeof(O)), rows_here, len,
                                               block_stream);

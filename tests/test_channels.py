@@ -176,7 +176,7 @@ def test_affine_channels_checks_its_arguments():
 
 @needs_avx512
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
-@pytest.mark.parametrize("placement", ["reused", "fresh"])
+@pytest.mark.parametrize("placement", ["reused", "off-line", "fresh"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_per_pixel_statistics_seen_again(dtype, placement, threads):
     """The second call with equal per-pixel statistics checks their float32 form and the
@@ -187,7 +187,10 @@ def test_per_pixel_statistics_seen_again(dtype, placement, threads):
     x = rng.integers(0, 256, (300, 50, 61, 3), dtype=np.uint8)
     mean, std = x.mean(axis=0), x.std(axis=0) + 0.25
     expected = reference(x, mean, std, dtype, False)
-    out = aligned_empty(x.shape, dtype) if placement == "reused" else None
+    out = None
+    if placement != "fresh":  # off-line: the form's groups start 15 or 31 columns in
+        skip = 1 if placement == "off-line" else 0
+        out = aligned_empty((x.size + 1,), dtype)[skip:skip + x.size].reshape(x.shape)
     before = zm.get_num_threads()
     zm.set_num_threads(threads)
     try:
@@ -197,9 +200,11 @@ def test_per_pixel_statistics_seen_again(dtype, placement, threads):
     finally:
         zm.set_num_threads(before)
     from zmfast._backends import cpp
-    assert cpp._PIXEL_FORMS[-1][4] is not None  # the form was checked and used
-    form = core.pixel_form(mean.reshape(-1), 1.0 / std.reshape(-1), dtype == np.float16)
-    assert form is not None and form[0].shape == (9150 // 16, 6, 16)
+    assert cpp._PIXEL_FORMS[-1][3] is not None  # the form was checked and used
+    head = 0 if out is None else (-out.ctypes.data % 64) // out.itemsize
+    assert cpp._PIXEL_FORMS[-1][2][1] == head
+    form = core.pixel_form(mean.reshape(-1), 1.0 / std.reshape(-1), dtype == np.float16, head)
+    assert form is not None and form[0].shape == ((9150 - head) // 16, 6, 16)
     states = np.bincount(form[1], minlength=3) / form[1].size
     assert states[0] < 0.05  # nearly every group takes the form
     if dtype == np.float16:

@@ -31,28 +31,29 @@ def column_sums(dtype, ndim, kept, features, limit, s1, s2, counter, samples):
     return _core.ColumnSums(dtype, ndim, list(kept), features, limit, s1, s2, counter, samples)
 
 
-# Per-pixel statistics seen recently, as [mean, inv, half, SIMD level, form]: the float32
-# form (see _pixel_form) is checked only for statistics that come back, since the check
-# costs about one float64 standardize of 256 images.
+# Per-pixel statistics seen recently, as [mean, inv, (half, head, SIMD level), form]: the
+# float32 form (see _pixel_form) is checked only for statistics that come back, since the
+# check costs about one float64 standardize of 256 images.
 _PIXEL_FORMS = []
 _PIXEL_FORMS_MAX = 2
 PIXEL_FORM_MIN_COLUMNS = 1024  # fewer statistics (per channel) take the channel form
 PIXEL_FORM_MIN_ROWS = 16  # a call of fewer images does not pay for comparing the statistics
 
 
-def _pixel_form(mean, inv, half):
-    """The per-pixel float32 form of ``(mean, inv)`` (``_core.pixel_form``) if these
-    statistics were seen before, else None (and remember them)."""
-    level = _core.simd_level()
+def _pixel_form(mean, inv, half, head):
+    """The per-pixel float32 form of ``(mean, inv)`` (``_core.pixel_form``, its groups from
+    column ``head``) if these statistics were seen before, else None (and remember them)."""
+    variant = (half, head, _core.simd_level())
     for entry in _PIXEL_FORMS:
-        if entry[2] == half and entry[3] == level and (
+        if entry[2] == variant and (
                 (entry[0] is mean and entry[1] is inv)  # a cached plan's own arrays
                 or (np.array_equal(entry[0], mean) and np.array_equal(entry[1], inv))):
-            if entry[4] is None:
-                entry[4] = _core.pixel_form(mean.reshape(-1), inv.reshape(-1), half) or False
-            return entry[4] or None
+            if entry[3] is None:
+                entry[3] = _core.pixel_form(mean.reshape(-1), inv.reshape(-1), half,
+                                            head) or False
+            return entry[3] or None
     # The plan's arrays, which nothing writes to after planning.
-    _PIXEL_FORMS.append([mean, inv, half, level, None])
+    _PIXEL_FORMS.append([mean, inv, variant, None])
     del _PIXEL_FORMS[:-_PIXEL_FORMS_MAX]
     return None
 
@@ -68,7 +69,11 @@ def _affine_kernel(fresh):
                 and PIXEL_FORM_MIN_COLUMNS <= mean.size == extent[-1]
                 and stats_strides[-1] == 8 and not any(stats_strides[:-1])
                 and math.prod(extent) >= PIXEL_FORM_MIN_ROWS * mean.size):
-            form = _pixel_form(mean, inv, out.dtype == np.float16)
+            # The groups start where out's rows reach a cache line (if they do), so that
+            # their stores can stream.
+            address = out.__array_interface__["data"][0] + out_offset
+            head = (-address % 64) // out.itemsize if address % out.itemsize == 0 else 0
+            form = _pixel_form(mean, inv, out.dtype == np.float16, head)
         _core.affine(x, x_offset, mean, inv, extent, x_strides, stats_strides, out, out_offset,
                      out_strides, fresh, form)
     return kernel
