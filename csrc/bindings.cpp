@@ -277,18 +277,12 @@ void affine(const py::array& x, int64_t x_offset, const py::array& mean, const p
   const int threads = g_threads.load();
   py::gil_scoped_release release;
   switch (in_type) {
-    case 'B': return run_affine<uint8_t>(xp, mp, ip, op, out_type, space, threads, fresh,
-                                         form_ptr);
-    case 'b': return run_affine<int8_t>(xp, mp, ip, op, out_type, space, threads, fresh,
-                                         nullptr);
-    case 'H': return run_affine<uint16_t>(xp, mp, ip, op, out_type, space, threads, fresh,
-                                         nullptr);
-    case 'h': return run_affine<int16_t>(xp, mp, ip, op, out_type, space, threads, fresh,
-                                         nullptr);
-    case 'f': return run_affine<float>(xp, mp, ip, op, out_type, space, threads, fresh,
-                                         nullptr);
-    case 'd': return run_affine<double>(xp, mp, ip, op, out_type, space, threads, fresh,
-                                         nullptr);
+    case 'B': return run_affine<uint8_t>(xp, mp, ip, op, out_type, space, threads, fresh, form_ptr);
+    case 'b': return run_affine<int8_t>(xp, mp, ip, op, out_type, space, threads, fresh, form_ptr);
+    case 'H': return run_affine<uint16_t>(xp, mp, ip, op, out_type, space, threads, fresh, form_ptr);
+    case 'h': return run_affine<int16_t>(xp, mp, ip, op, out_type, space, threads, fresh, form_ptr);
+    case 'f': return run_affine<float>(xp, mp, ip, op, out_type, space, threads, fresh, form_ptr);
+    case 'd': return run_affine<double>(xp, mp, ip, op, out_type, space, threads, fresh, form_ptr);
   }
   throw py::type_error("affine: unsupported input dtype");
 }
