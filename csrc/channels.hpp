@@ -342,34 +342,17 @@ void affine_channels(const uint8_t* x, O* out, const Space& space, const Channel
   const char* xb = reinterpret_cast<const char*>(x);
   char* ob = reinterpret_cast<char*>(out);
   if (planar) {
-    const int C = cc.channels;
     const int64_t pixels = space.extent[nd - 1];
-    Space images = space;
-    images.nd = nd - 2;
-    const int64_t n_images = images.size();
     // Streaming stores need every plane's aligned steps to start on a line.
-    const bool plane_stream = stream && reinterpret_cast<uintptr_t>(out) % 64 == 0 &&
-                              (pixels * int64_t(sizeof(O))) % 64 == 0 &&
-                              (nd == 2 || space.stride[2][nd - 3] % 64 == 0);
-    const int64_t per_image =
-        std::max<int64_t>(1, std::min<int64_t>(threads, pixels * C / kMinElementsPerThread));
-    parallel_tasks(threads, threads, [&](int64_t t) {
-      int64_t lo, hi;
-      split_range(n_images * per_image, threads, t, lo, hi);
-      if (lo >= hi) return;
-      Counter image(images, lo / per_image);
-      int64_t current = lo / per_image;
-      for (int64_t task = lo; task < hi; ++task) {
-        const int64_t img = task / per_image, part = task % per_image;
-        for (; current < img; ++current) image.next();
-        int64_t p0, p1;
-        split_range(pixels, per_image, part, p0, p1);
-        const auto* xi = reinterpret_cast<const uint8_t*>(xb + image.offset[0]);
-        O* oi = reinterpret_cast<O*>(ob + image.offset[2]);
-        if (C == 3) channels_planes_avx512<3, O>(xi, oi, pixels, p0, p1, cc, plane_stream);
-        else channels_planes_avx512<4, O>(xi, oi, pixels, p0, p1, cc, plane_stream);
-      }
-      store_fence(plane_stream);
+    bool plane_stream = stream && reinterpret_cast<uintptr_t>(out) % 64 == 0 &&
+                        (pixels * int64_t(sizeof(O))) % 64 == 0;
+    for (int i = 0; i < nd - 2; ++i) plane_stream = plane_stream && space.stride[2][i] % 64 == 0;
+    image_pixel_ranges(space, threads, [&](const int64_t* offset, int64_t p0, int64_t p1) {
+      const auto* xi = reinterpret_cast<const uint8_t*>(xb + offset[0]);
+      O* oi = reinterpret_cast<O*>(ob + offset[2]);
+      if (cc.channels == 3) channels_planes_avx512<3, O>(xi, oi, pixels, p0, p1, cc, plane_stream);
+      else channels_planes_avx512<4, O>(xi, oi, pixels, p0, p1, cc, plane_stream);
+      store_fence(plane_stream);  // by the thread that streamed
     });
     return;
   }
