@@ -90,13 +90,10 @@ ZM_TARGET_AVX512 ZM_INLINE __m512 channel_step(__m512i lanes, __m512 k, __m512 r
 
 template <class O>
 ZM_TARGET_AVX512 ZM_INLINE void store16(O* out, __m512 y, bool stream) {
-  if constexpr (std::is_same<O, float>::value) {
-    if (stream) _mm512_stream_ps(out, y); else _mm512_storeu_ps(out, y);
-  } else {
-    const __m256i h = _mm512_cvtps_ph(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    if (stream) _mm256_stream_si256(reinterpret_cast<__m256i*>(out), h);
-    else _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), h);
-  }
+  if constexpr (std::is_same<O, float>::value)
+    store_step16(out, y, stream);
+  else
+    store_step16(out, _mm512_cvtps_ph(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), stream);
 }
 
 // n values of a contiguous run whose first value is of channel `first`. With `stream`,
@@ -356,25 +353,10 @@ void affine_channels(const uint8_t* x, O* out, const Space& space, const Channel
     });
     return;
   }
-  const int64_t run = space.extent[nd - 1];
-  Space outer = space;
-  outer.nd = nd - 1;
-  parallel_tasks(threads, threads, [&](int64_t t) {
-    int64_t lo, hi;
-    split_range(total, threads, t, lo, hi);
-    if (lo >= hi) return;
-    Counter row(outer, lo / run);
-    int64_t col = lo % run;
-    while (lo < hi) {
-      const int64_t len = std::min(run - col, hi - lo);
-      channels_run_avx512<O>(reinterpret_cast<const uint8_t*>(xb + row.offset[0] + col),
-                             reinterpret_cast<O*>(ob + row.offset[2]) + col, len,
-                             int(col % cc.channels), cc, stream);
-      lo += len;
-      col = 0;
-      row.next();
-    }
-    store_fence(stream);
+  flat_runs(space, threads, stream, [&](const int64_t* offset, int64_t col, int64_t len) {
+    channels_run_avx512<O>(reinterpret_cast<const uint8_t*>(xb + offset[0] + col),
+                           reinterpret_cast<O*>(ob + offset[2]) + col, len,
+                           int(col % cc.channels), cc, stream);
   });
 #else
   (void)x, (void)out, (void)space, (void)cc, (void)planar, (void)requested_threads, (void)fresh;
