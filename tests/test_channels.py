@@ -178,11 +178,14 @@ def test_affine_channels_checks_its_arguments():
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 @pytest.mark.parametrize("placement", ["reused", "off-line", "fresh"])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_per_pixel_statistics_seen_again(dtype, placement, threads):
+@pytest.mark.parametrize("streams", [True, False])
+def test_per_pixel_statistics_seen_again(dtype, placement, threads, streams):
     """The second call with equal per-pixel statistics checks their float32 form and the
     third uses it; every call stays within the bounds. 9,150 columns: more than one column
     block of the kernel and a tail that is not a whole group of 16; in float16 about a fifth
-    of the groups have a column whose one missed value is fixed."""
+    of the groups have a column whose one missed value is fixed. An ``out=`` that streams
+    starts the groups where its rows reach a cache line; one that does not, and a fresh
+    output (written in row order), start them at column 0."""
     rng = np.random.default_rng(2)
     x = rng.integers(0, 256, (300, 50, 61, 3), dtype=np.uint8)
     mean, std = x.mean(axis=0), x.std(axis=0) + 0.25
@@ -191,17 +194,21 @@ def test_per_pixel_statistics_seen_again(dtype, placement, threads):
     if placement != "fresh":  # off-line: the form's groups start 15 or 31 columns in
         skip = 1 if placement == "off-line" else 0
         out = aligned_empty((x.size + 1,), dtype)[skip:skip + x.size].reshape(x.shape)
-    before = zm.get_num_threads()
+    before, stream_before = zm.get_num_threads(), core.stream_bytes()
     zm.set_num_threads(threads)
+    core.set_stream_bytes(1 << 20 if streams else 1 << 40)
     try:
         for _ in range(3):
+            if out is not None:
+                out[...] = np.nan  # every value must be written again
             got = zm.standardize(x, mean.copy(), std.copy(), dtype=dtype, out=out)
             assert_bound(got, expected)
     finally:
         zm.set_num_threads(before)
+        core.set_stream_bytes(stream_before)
     from zmfast._backends import cpp
     assert cpp._PIXEL_FORMS[-1][3] is not None  # the form was checked and used
-    head = 0 if out is None else (-out.ctypes.data % 64) // out.itemsize
+    head = 0 if out is None or not streams else (-out.ctypes.data % 64) // out.itemsize
     assert cpp._PIXEL_FORMS[-1][2][1] == head
     form = core.pixel_form(mean.reshape(-1), 1.0 / std.reshape(-1), dtype == np.float16, head)
     assert form is not None and form[0].shape == ((9150 - head) // 16, 6, 16)

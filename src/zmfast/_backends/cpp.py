@@ -69,10 +69,12 @@ def _affine_kernel(fresh):
                 and PIXEL_FORM_MIN_COLUMNS <= mean.size == extent[-1]
                 and stats_strides[-1] == 8 and not any(stats_strides[:-1])
                 and math.prod(extent) >= PIXEL_FORM_MIN_ROWS * mean.size):
-            # The groups start where out's rows reach a cache line (if they do), so that
-            # their stores can stream.
-            address = out.__array_interface__["data"][0] + out_offset
-            head = (-address % 64) // out.itemsize if address % out.itemsize == 0 else 0
+            # Streaming stores need lines: then the groups start where out's rows reach one
+            # (if they do). Normal stores take any address, and a head costs a step a row.
+            head = 0
+            if not fresh and math.prod(extent) * out.itemsize >= _core.stream_bytes():
+                address = out.__array_interface__["data"][0] + out_offset
+                head = (-address % 64) // out.itemsize if address % out.itemsize == 0 else 0
             form = _pixel_form(mean, inv, out.dtype == np.float16, head)
         _core.affine(x, x_offset, mean, inv, extent, x_strides, stats_strides, out, out_offset,
                      out_strides, fresh, form)
