@@ -189,19 +189,21 @@ class ColumnSums {
     // uint8 rows go to the pending 32-bit sums where the AVX-512 kernel allows, sparing each
     // small batch the int64 flush; anything else adds to the int64 totals directly.
     const bool to_pending = type == 'B' && tail == 0 && rows <= zm::kPendingRows;
-    if (to_pending && pending_rows_ + rows > zm::kPendingRows) flush();
+    const bool vnni = zm::use_vnni();
+    if (to_pending && (pending_rows_ + rows > zm::kPendingRows || vnni != pending_vnni_))
+      flush();  // full, or kept in the other kernel's lane order
     if (to_pending && pending_.empty()) pending_.resize(size_t((lanes_ + 63) / 64));
     bool pending = false;
     {
       py::gil_scoped_release release;
       if (to_pending)
         pending = zm::add_column_sums_pending(reinterpret_cast<const uint8_t*>(p), rows, lanes_,
-                                              pending_.data(), threads);
+                                              pending_.data(), threads, vnni);
       if (!pending) add_rows(type, p, rows, lanes_, s1, s2, threads);
       // The tail is a whole number of statistics' periods: lane j still maps to j % features.
       add_rows(type, p + rows * lanes_ * a.itemsize(), tail ? 1 : 0, tail, s1, s2, threads);
     }
-    if (pending) pending_rows_ += rows;
+    if (pending) pending_rows_ += rows, pending_vnni_ = vnni;
     count[0] += size / features_;
     samples_.mutable_data()[0] += a.shape(0);
     return true;
@@ -210,7 +212,8 @@ class ColumnSums {
   // Moves the pending sums into the int64 totals (before Python reads or clears them).
   void flush() {
     if (pending_rows_ == 0) return;
-    zm::flush_pending(pending_.data(), lanes_, s1_.mutable_data(), s2_.mutable_data());
+    zm::flush_pending(pending_.data(), lanes_, s1_.mutable_data(), s2_.mutable_data(),
+                      pending_vnni_);
     pending_rows_ = 0;
   }
 
@@ -222,6 +225,7 @@ class ColumnSums {
   py::array_t<int64_t, 0> s1_, s2_, count_, samples_;
   std::vector<zm::PendingChunk> pending_;
   int64_t pending_rows_ = 0;
+  bool pending_vnni_ = false;  // the lane order of the pending sums
 };
 
 template <class T>
@@ -431,6 +435,11 @@ PYBIND11_MODULE(_core, m) {
         return std::string(zm::level_name(zm::set_level(wanted)));
       },
       "Use a SIMD level (capped at the CPU's best); returns the level now in use.");
+  m.def("vnni", []() { return zm::use_vnni(); },
+        "Whether the AVX512-VNNI kernels (uint8 column sums) are in use.");
+  m.def("set_vnni", [](bool enabled) { return zm::set_vnni(enabled); }, py::arg("enabled"),
+        "Allow the AVX512-VNNI kernels where the CPU has them (tests turn them off to run the "
+        "plain AVX-512 ones); returns whether they are allowed now.");
   m.def(
       "floor_read",
       [](const py::array_t<uint8_t, py::array::c_style>& x) {

@@ -600,10 +600,126 @@ ZM_TARGET_AVX512 void column_sums_u8_avx512_pending(const uint8_t* x, int64_t ro
 }
 #endif
 
+#if ZMFAST_X86_DISPATCH
+// uint8 column sums with AVX512-VNNI, four rows at a time. The bytes of the four rows are
+// interleaved (bytes, then words, within 128-bit blocks) so that each dword holds one lane's
+// four values; vpdpbusd then adds them into S1 (times ones), and x (x - 128) into T (times
+// x ^ 0x80 read as signed), so S2 = T + 128 S1. About 2.5x fewer instructions than the
+// vpmaddwd kernel above. Lane 16L + 4m + q is dword 4L + q of vector m. Per block of 512
+// rows S2 < 512 * 255^2 < 2^31, and T stays within it, so 32-bit sums are exact.
+// out[k] += lane k (k < valid <= 64) of four vectors of signed 32-bit sums in that order: a
+// 4x4 transpose of 128-bit blocks puts them in lane order.
+ZM_TARGET_AVX512_VNNI ZM_INLINE void add_block_lanes(const __m512i v[4], int64_t* out,
+                                                     int64_t valid) {
+  const __m512i a = _mm512_shuffle_i32x4(v[0], v[1], _MM_SHUFFLE(1, 0, 1, 0));
+  const __m512i b = _mm512_shuffle_i32x4(v[2], v[3], _MM_SHUFFLE(1, 0, 1, 0));
+  const __m512i c = _mm512_shuffle_i32x4(v[0], v[1], _MM_SHUFFLE(3, 2, 3, 2));
+  const __m512i d = _mm512_shuffle_i32x4(v[2], v[3], _MM_SHUFFLE(3, 2, 3, 2));
+  const __m512i ordered[4] = {_mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1)),
+                              _mm512_shuffle_i32x4(c, d, _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm512_shuffle_i32x4(c, d, _MM_SHUFFLE(3, 1, 3, 1))};
+  for (int i = 0; i < 8; ++i) {  // eight lanes of int64 at a time
+    const int64_t left = std::min<int64_t>(8, std::max<int64_t>(0, valid - 8 * i));
+    if (left == 0) break;
+    const __m512i wide = _mm512_cvtepi32_epi64(i % 2 ? _mm512_extracti64x4_epi64(ordered[i / 2], 1)
+                                                     : _mm512_castsi512_si256(ordered[i / 2]));
+    int64_t* at = out + 8 * i;
+    if (left == 8) {
+      _mm512_storeu_si512(at, _mm512_add_epi64(_mm512_loadu_si512(at), wide));
+    } else {
+      const __mmask8 mask = __mmask8((1u << left) - 1);
+      _mm512_mask_storeu_epi64(at, mask,
+                               _mm512_add_epi64(_mm512_maskz_loadu_epi64(mask, at), wide));
+    }
+  }
+}
+
+template <bool kPending>
+ZM_TARGET_AVX512_VNNI ZM_INLINE void column_sums_u8_vnni_impl(const uint8_t* x,
+                                                              int64_t row_stride, int64_t rows,
+                                                              int64_t lanes, int64_t* s1_out,
+                                                              int64_t* s2_out,
+                                                              PendingChunk* pending) {
+  alignas(64) __m512i sums[kU8TileChunks][8];  // per chunk: 4 S1, 4 T
+  const __m512i ones = _mm512_set1_epi8(1), flip = _mm512_set1_epi8(char(0x80));
+  for (int64_t k0 = 0; k0 < lanes; k0 += 64 * kU8TileChunks) {
+    const int64_t kn = std::min<int64_t>(64 * kU8TileChunks, lanes - k0);
+    const int64_t chunks = (kn + 63) / 64;
+    for (int64_t b0 = 0; b0 < rows; b0 += kU8BlockRows) {
+      const int64_t bn = std::min(kU8BlockRows, rows - b0);
+      for (int64_t c = 0; c < chunks; ++c)
+        for (int i = 0; i < 8; ++i) sums[c][i] = _mm512_setzero_si512();
+      const int64_t group = kn <= 256 ? kU8ShortGroupRows : kU8GroupRows;
+      for (int64_t g0 = 0; g0 < bn; g0 += group) {
+        const int64_t gn = std::min(group, bn - g0);
+        const uint8_t* first_row = x + (b0 + g0) * row_stride + k0;
+        for (int64_t c = 0; c < chunks; ++c) {
+          const int64_t valid = std::min<int64_t>(64, kn - 64 * c);
+          const __mmask64 mask = valid == 64 ? ~__mmask64(0) : (__mmask64(1) << valid) - 1;
+          __m512i s[4] = {sums[c][0], sums[c][1], sums[c][2], sums[c][3]};
+          __m512i t[4] = {sums[c][4], sums[c][5], sums[c][6], sums[c][7]};
+          const uint8_t* p = first_row + 64 * c;
+          for (int64_t r = 0; r < gn; r += 4) {  // rows past gn read as zeros, which add 0
+            __m512i row[4];
+            for (int i = 0; i < 4; ++i)
+              row[i] = r + i < gn ? _mm512_maskz_loadu_epi8(mask, p + (r + i) * row_stride)
+                                  : _mm512_setzero_si512();
+            const __m512i lo01 = _mm512_unpacklo_epi8(row[0], row[1]);
+            const __m512i hi01 = _mm512_unpackhi_epi8(row[0], row[1]);
+            const __m512i lo23 = _mm512_unpacklo_epi8(row[2], row[3]);
+            const __m512i hi23 = _mm512_unpackhi_epi8(row[2], row[3]);
+            const __m512i d[4] = {_mm512_unpacklo_epi16(lo01, lo23), _mm512_unpackhi_epi16(lo01, lo23),
+                                  _mm512_unpacklo_epi16(hi01, hi23), _mm512_unpackhi_epi16(hi01, hi23)};
+            for (int m = 0; m < 4; ++m) {
+              s[m] = _mm512_dpbusd_epi32(s[m], d[m], ones);
+              t[m] = _mm512_dpbusd_epi32(t[m], d[m], _mm512_xor_si512(d[m], flip));
+            }
+          }
+          for (int m = 0; m < 4; ++m) sums[c][m] = s[m], sums[c][4 + m] = t[m];
+        }
+      }
+      for (int64_t c = 0; c < chunks; ++c) {
+        __m512i squares[4];
+        for (int m = 0; m < 4; ++m)
+          squares[m] = _mm512_add_epi32(sums[c][4 + m], _mm512_slli_epi32(sums[c][m], 7));
+        if constexpr (kPending) {  // unsigned 32-bit: below 2^32 within kPendingRows
+          PendingChunk& chunk = pending[k0 / 64 + c];
+          for (int m = 0; m < 4; ++m) {
+            _mm512_store_si512(chunk.s1[m], _mm512_add_epi32(_mm512_load_si512(chunk.s1[m]),
+                                                             sums[c][m]));
+            _mm512_store_si512(chunk.s2[m], _mm512_add_epi32(_mm512_load_si512(chunk.s2[m]),
+                                                             squares[m]));
+          }
+        } else {
+          const int64_t valid = std::min<int64_t>(64, kn - 64 * c);
+          add_block_lanes(sums[c], s1_out + k0 + 64 * c, valid);
+          add_block_lanes(squares, s2_out + k0 + 64 * c, valid);
+        }
+      }
+    }
+  }
+}
+
+ZM_TARGET_AVX512_VNNI void column_sums_u8_vnni(const void* x, int64_t row_stride, int64_t rows,
+                                               int64_t lanes, int64_t* s1_out, int64_t* s2_out) {
+  column_sums_u8_vnni_impl<false>(static_cast<const uint8_t*>(x), row_stride, rows, lanes,
+                                  s1_out, s2_out, nullptr);
+}
+
+ZM_TARGET_AVX512_VNNI void column_sums_u8_vnni_pending(const uint8_t* x, int64_t row_stride,
+                                                       int64_t rows, int64_t lanes,
+                                                       PendingChunk* pending) {
+  column_sums_u8_vnni_impl<true>(x, row_stride, rows, lanes, nullptr, nullptr, pending);
+}
+#endif
+
 template <class T> SumsArgs* column_sums_for(Level level) {
 #if ZMFAST_X86_DISPATCH
-  if constexpr (std::is_same<T, uint8_t>::value)
+  if constexpr (std::is_same<T, uint8_t>::value) {
+    if (level == Level::avx512 && use_vnni()) return column_sums_u8_vnni;
     if (level == Level::avx512) return column_sums_u8_avx512;
+  }
   if (level == Level::avx512) return column_sums_avx512<T>;
   if (level == Level::avx2) return column_sums_avx2<T>;
 #endif
@@ -654,8 +770,10 @@ void add_column_sums(const T* x, int64_t rows, int64_t lanes, int64_t* s1, int64
 // totals, split by lanes across threads. Returns false, doing nothing, where that path does
 // not apply (another SIMD level, or rows too narrow to split by lanes); the caller bounds the
 // pending rows by kPendingRows and calls flush_pending.
+// The two kernels keep pending sums in their own lane orders: `vnni` says which one adds
+// (the caller flushes before switching).
 inline bool add_column_sums_pending(const uint8_t* x, int64_t rows, int64_t lanes,
-                                    PendingChunk* pending, int requested_threads) {
+                                    PendingChunk* pending, int requested_threads, bool vnni) {
 #if ZMFAST_X86_DISPATCH
   if (current_level() != Level::avx512) return false;
   if (rows == 0) return true;
@@ -666,20 +784,29 @@ inline bool add_column_sums_pending(const uint8_t* x, int64_t rows, int64_t lane
     int64_t l0, l1;
     split_range(lines, threads, t, l0, l1);
     const int64_t k0 = l0 * 64, k1 = std::min(lanes, l1 * 64);
-    if (k0 < k1) column_sums_u8_avx512_pending(x + k0, lanes, rows, k1 - k0, pending + l0);
+    if (k0 >= k1) return;
+    if (vnni)
+      column_sums_u8_vnni_pending(x + k0, lanes, rows, k1 - k0, pending + l0);
+    else
+      column_sums_u8_avx512_pending(x + k0, lanes, rows, k1 - k0, pending + l0);
   });
   return true;
 #else
-  (void)x, (void)rows, (void)lanes, (void)pending, (void)requested_threads;
+  (void)x, (void)rows, (void)lanes, (void)pending, (void)requested_threads, (void)vnni;
   return false;
 #endif
 }
 
-// Adds the pending sums into the int64 totals in lane order and clears them.
-inline void flush_pending(PendingChunk* pending, int64_t lanes, int64_t* s1, int64_t* s2) {
+// Adds the pending sums into the int64 totals in lane order and clears them; `vnni`: the
+// VNNI kernel's order (lane 16L + 4m + q in dword 4L + q of row m), else the other's (lane
+// 4j + m in dword j of row m).
+inline void flush_pending(PendingChunk* pending, int64_t lanes, int64_t* s1, int64_t* s2,
+                          bool vnni) {
   for (int64_t k = 0; k < lanes; ++k) {
     PendingChunk& chunk = pending[k / 64];
-    const int m = int(k % 4), j = int(k % 64 / 4);
+    const int lane = int(k % 64);
+    const int m = vnni ? lane % 16 / 4 : lane % 4;
+    const int j = vnni ? lane / 16 * 4 + lane % 4 : lane / 4;
     s1[k] += chunk.s1[m][j];
     s2[k] += chunk.s2[m][j];
   }

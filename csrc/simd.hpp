@@ -15,6 +15,8 @@
 #define ZM_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define ZM_TARGET_AVX512 \
   __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")))
+#define ZM_TARGET_AVX512_VNNI \
+  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
 #include <immintrin.h>
 #else
 #define ZMFAST_X86_DISPATCH 0
@@ -68,6 +70,32 @@ inline std::atomic<int>& level_slot() {
 }
 
 inline Level current_level() { return Level(level_slot().load(std::memory_order_relaxed)); }
+
+// AVX512-VNNI (vpdpbusd: Ice Lake, Zen 4 and later) within the AVX-512 level: detected once,
+// and switchable off (set_vnni) so that tests also run the plain AVX-512 kernels here.
+inline bool detect_vnni() {
+#if ZMFAST_X86_DISPATCH
+  __builtin_cpu_init();
+  return detect_level() == Level::avx512 && __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
+inline std::atomic<bool>& vnni_slot() {
+  static std::atomic<bool> slot{detect_vnni()};
+  return slot;
+}
+
+// VNNI kernels run at the AVX-512 level only.
+inline bool use_vnni() {
+  return vnni_slot().load(std::memory_order_relaxed) && current_level() == Level::avx512;
+}
+
+inline bool set_vnni(bool wanted) {
+  vnni_slot().store(wanted && detect_vnni());
+  return vnni_slot().load();
+}
 
 // Use `wanted`, or the best supported level below it; returns the level now in use.
 inline Level set_level(Level wanted) {

@@ -2,6 +2,8 @@
 
 The extension picks the best level at import (capped by ZMFAST_SIMD); these tests force each
 supported level in turn, so the baseline, AVX2 and AVX-512 loops are all held to one answer.
+"avx512-vnni" is the AVX-512 level with its VNNI kernels (uint8 column sums) allowed;
+"avx512" runs it with them switched off.
 """
 
 import numpy as np
@@ -11,20 +13,25 @@ import zmfast as zm
 
 core = pytest.importorskip("zmfast._core")  # the cpp backend's own tests fail if it is lost
 
-LEVELS = ("baseline", "avx2", "avx512")
+LEVELS = ("baseline", "avx2", "avx512", "avx512-vnni")
 ORDER = {name: rank for rank, name in enumerate(LEVELS)}
 
 
 @pytest.fixture(params=LEVELS)
 def simd_level(request):
+    level = request.param.removesuffix("-vnni")
     best = core.best_simd_level()
-    if ORDER[request.param] > ORDER[best]:
+    if ORDER[level] > ORDER[best]:
         pytest.skip(f"this CPU supports SIMD up to {best}")
     before = core.simd_level()
-    assert core.set_simd_level(request.param) == request.param
+    assert core.set_simd_level(level) == level
+    if core.set_vnni(request.param.endswith("-vnni")) != request.param.endswith("-vnni"):
+        core.set_vnni(True)  # the default: allowed where the CPU has it
+        pytest.skip("this CPU has no AVX512-VNNI")
     with zm.use_backend("cpp"):
-        yield request.param
+        yield level
     core.set_simd_level(before)
+    core.set_vnni(True)
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +85,7 @@ def test_show_config_reports_the_level(capsys):
     zm.show_config()
     out = capsys.readouterr().out
     assert f"simd: {core.simd_level()}" in out
+    assert ("with VNNI" in out) == core.vnni()
     assert f"streaming stores: out= arrays from {core.stream_bytes() / 2**20:g} MiB" in out
 
 
@@ -119,6 +127,41 @@ def test_add_sums_every_level(simd_level, dtype, rows, lanes):
     core.add_sums(x, rows, lanes, s1, s2)
     np.testing.assert_array_equal(s1, 1 + x.astype(np.int64).sum(axis=0))
     np.testing.assert_array_equal(s2, (x.astype(np.int64) ** 2).sum(axis=0))
+
+
+def test_vnni_follows_the_level():
+    """The VNNI kernels run at the AVX-512 level only, and only where the CPU has them."""
+    before = core.simd_level()
+    try:
+        for level in LEVELS[:3]:
+            if core.set_simd_level(level) == level:
+                assert core.vnni() == (level == "avx512" and core.set_vnni(True))
+        core.set_simd_level(before)
+        assert not core.set_vnni(False) and not core.vnni()
+    finally:
+        core.set_simd_level(before)
+        core.set_vnni(True)
+
+
+def test_streaming_sums_survive_a_vnni_switch():
+    """The VNNI and plain AVX-512 kernels keep pending uint8 sums in different lane orders;
+    switching between them within a stream still sums exactly."""
+    if not core.set_vnni(True):
+        pytest.skip("this CPU has no AVX512-VNNI")
+    rng = np.random.default_rng(12)
+    batches = [rng.integers(0, 256, (64, 40, 40, 3), dtype=np.uint8) for _ in range(5)]
+    batches[2][:] = 255  # the largest 32-bit pending sums
+    scaler = zm.StandardScaler(axis=0)
+    try:
+        with zm.use_backend("cpp"):
+            for vnni, batch in zip((True, False, True, True, False), batches):
+                core.set_vnni(vnni)
+                scaler.partial_fit(batch)
+    finally:
+        core.set_vnni(True)
+    x = np.concatenate(batches).astype(np.int64)
+    np.testing.assert_array_equal(scaler._sums._totals()[0], x.sum(axis=0).ravel())
+    np.testing.assert_array_equal(scaler._sums._totals()[1], (x * x).sum(axis=0).ravel())
 
 
 def test_streaming_sums_survive_a_level_change(simd_level):

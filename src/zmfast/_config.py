@@ -152,7 +152,8 @@ def show_config(file=None):
         core = _load("cpp")._core
         lines += [f"extension: {core.__file__}",
                   f"openmp: {'yes' if core.openmp else 'no (single-threaded build)'}",
-                  f"simd: {core.simd_level()} (best on this CPU: {core.best_simd_level()}; "
+                  f"simd: {core.simd_level()}{' with VNNI' if core.vnni() else ''} "
+                  f"(best on this CPU: {core.best_simd_level()}; "
                   "ZMFAST_SIMD=baseline|avx2|avx512 caps it)",
                   f"streaming stores: out= arrays from {core.stream_bytes() / 2**20:g} MiB "
                   "(twice the last-level cache)",
