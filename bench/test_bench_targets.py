@@ -20,7 +20,7 @@ Every zmfast result is checked once against float64 NumPy outside the timed regi
 
 import numpy as np
 import pytest
-from cases import WORKLOADS, Workload, backend_unavailable, zm
+from cases import WORKLOADS, Workload, backend_unavailable, reused_out, zm
 
 F16_WORKLOADS = [w for w in WORKLOADS if w.name in ("cifar", "imagenet")]
 SMALL_WORKLOADS = [Workload("one-image", (1, 224, 224, 3)), Workload("cifar-32", (32, 32, 32, 3))]
@@ -44,7 +44,7 @@ def _standardize(per_pixel, dtype, reused):
     def build(x):
         mean, std = _stats(x, per_pixel)
         if reused:
-            out = np.empty(x.shape, dtype)
+            out = reused_out(x.shape, dtype)
             return lambda: zm.standardize(x, mean, std, out=out, dtype=dtype)
         return lambda: zm.standardize(x, mean, std, dtype=dtype)
     return build
@@ -59,7 +59,7 @@ def _floor(kind):
         core = pytest.importorskip("zmfast._core")
         if kind == "read":
             return lambda: core.floor_read(x)
-        out = np.empty(x.shape, np.float32)
+        out = reused_out(x.shape)
         return lambda: core.floor_convert(x, out, False)
     return build
 
