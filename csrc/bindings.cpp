@@ -337,22 +337,28 @@ py::object pixel_form(py::array_t<double, py::array::c_style | py::array::forcec
   return py::make_tuple(coef, state, head);
 }
 
-void affine_channels(const py::array& x, int64_t x_offset,
-                     py::array_t<float, py::array::c_style> coefficients, const Ints& extent,
-                     const Ints& x_strides, py::array& out, int64_t out_offset,
-                     const Ints& out_strides, bool planar, bool fresh) {
-  // out's strides go in as arrays 1 and 2: the kernels read array 2, as in normalize.hpp.
-  const zm::Space space = make_space(extent, {&x_strides, &out_strides, &out_strides});
-  const char out_type = out.dtype().char_();
-  if (x.dtype().char_() != 'B') throw py::type_error("affine_channels: x must be uint8");
+// A validated call of the channel kernels: the space (x strides as array 0, out's as arrays
+// 1 and 2: the kernels read array 2, as in normalize.hpp), coefficients and layout.
+struct ChannelCall {
+  zm::Space space;
+  zm::ChannelCoefficients cc;
+  bool planar = false;
+  char out_type = 'f';
+};
+
+ChannelCall channel_call(const py::array_t<float, py::array::c_style>& coefficients,
+                         const Ints& extent, const Ints& x_strides, const Ints& out_strides,
+                         bool planar, char out_type) {
+  ChannelCall call;
+  call.space = make_space(extent, {&x_strides, &out_strides, &out_strides});
+  call.planar = planar;
+  call.out_type = out_type;
   if (out_type != 'f' && out_type != 'e')
     throw py::type_error("affine_channels: out must be float32 or float16");
   if (coefficients.ndim() != 2 || coefficients.shape(0) != 4 || coefficients.shape(1) < 1 ||
       coefficients.shape(1) > zm::kMaxChannels)
     throw py::value_error("affine_channels: coefficients must have shape (4, C), C <= 4");
-  if (!zm::channel_kernels_available(zm::current_level()))
-    throw py::value_error("affine_channels: no channel kernels at this SIMD level");
-  zm::ChannelCoefficients cc;
+  zm::ChannelCoefficients& cc = call.cc;
   cc.channels = int(coefficients.shape(1));
   for (int c = 0; c < cc.channels; ++c) {
     cc.k[c] = coefficients.at(0, c);
@@ -360,8 +366,9 @@ void affine_channels(const py::array& x, int64_t x_offset,
     cc.r_low[c] = coefficients.at(2, c);
     cc.b[c] = coefficients.at(3, c);
   }
+  const zm::Space& space = call.space;
   const int nd = space.nd;
-  const int64_t item = out.itemsize();
+  const int64_t item = out_type == 'f' ? 4 : 2;
   const bool shape_ok =
       planar ? nd >= 2 && (cc.channels == 3 || cc.channels == 4) &&
                    space.extent[nd - 2] == cc.channels && space.stride[0][nd - 2] == 1 &&
@@ -371,17 +378,111 @@ void affine_channels(const py::array& x, int64_t x_offset,
              : nd >= 1 && space.extent[nd - 1] % cc.channels == 0 &&
                    space.stride[0][nd - 1] == 1 && space.stride[1][nd - 1] == item;
   if (!shape_ok) throw py::value_error("affine_channels: not an interleaved or planar space");
-  const auto* xp = static_cast<const uint8_t*>(x.data()) + x_offset;
-  char* op = static_cast<char*>(out.mutable_data()) + out_offset;
+  return call;
+}
+
+// Runs with the GIL released; the caller checked the SIMD level.
+void run_channel_call(const ChannelCall& call, const uint8_t* xp, char* op, bool fresh) {
   const int threads = g_threads.load();
   py::gil_scoped_release release;
-  if (out_type == 'f')
-    zm::affine_channels<float>(xp, reinterpret_cast<float*>(op), space, cc, planar,
-                               threads, fresh);
+  if (call.out_type == 'f')
+    zm::affine_channels<float>(xp, reinterpret_cast<float*>(op), call.space, call.cc,
+                               call.planar, threads, fresh);
   else
-    zm::affine_channels<zm::Half>(xp, reinterpret_cast<zm::Half*>(op), space, cc, planar,
-                                  threads, fresh);
+    zm::affine_channels<zm::Half>(xp, reinterpret_cast<zm::Half*>(op), call.space, call.cc,
+                                  call.planar, threads, fresh);
 }
+
+void affine_channels(const py::array& x, int64_t x_offset,
+                     py::array_t<float, py::array::c_style> coefficients, const Ints& extent,
+                     const Ints& x_strides, py::array& out, int64_t out_offset,
+                     const Ints& out_strides, bool planar, bool fresh) {
+  const ChannelCall call =
+      channel_call(coefficients, extent, x_strides, out_strides, planar, out.dtype().char_());
+  if (x.dtype().char_() != 'B') throw py::type_error("affine_channels: x must be uint8");
+  if (!zm::channel_kernels_available(zm::current_level()))
+    throw py::value_error("affine_channels: no channel kernels at this SIMD level");
+  run_channel_call(call, static_cast<const uint8_t*>(x.data()) + x_offset,
+                   static_cast<char*>(out.mutable_data()) + out_offset, fresh);
+}
+
+// The [lo, hi) byte span of an array of `shape` and `strides` around its data pointer.
+void byte_span(const py::array& a, int64_t& lo, int64_t& hi) {
+  lo = 0;
+  hi = a.itemsize();
+  for (int i = 0; i < a.ndim(); ++i) {
+    if (a.shape(i) == 0) { lo = hi = 0; return; }
+    const int64_t reach = (a.shape(i) - 1) * a.strides(i);
+    (reach < 0 ? lo : hi) += reach;
+  }
+}
+
+// A channel-kernel call planned once for arrays of one shape, strides and dtype, for a data
+// loader's repeated calls (zmfast._normalize's repeat plans): run(x, out) checks that the
+// arrays match the plan, that out is writable and does not overlap x, and that the SIMD level
+// is the planned one, then runs; it returns False, writing nothing, where any of that fails.
+class ChannelPlan {
+ public:
+  ChannelPlan(const py::array& x, const py::array& out,
+              const py::array_t<float, py::array::c_style>& coefficients, const Ints& extent,
+              const Ints& x_strides, const Ints& out_strides, bool planar, bool fresh)
+      : call_(channel_call(coefficients, extent, x_strides, out_strides, planar,
+                           out.dtype().char_())),
+        fresh_(fresh), level_(zm::current_level()), x_(describe(x)), out_(describe(out)) {
+    if (x.dtype().char_() != 'B') throw py::type_error("ChannelPlan: x must be uint8");
+    if (!out.writeable()) throw py::value_error("ChannelPlan: out is read-only");
+    if (!zm::channel_kernels_available(level_))
+      throw py::value_error("ChannelPlan: no channel kernels at this SIMD level");
+    // The space must lie within both arrays (its strides come from them).
+    int64_t reach[2][2] = {{0, 0}, {0, 0}};  // [x, out][lowest, highest] byte offsets
+    for (int i = 0; i < call_.space.nd; ++i)
+      for (int a = 0; a < 2; ++a) {
+        const int64_t step = (call_.space.extent[i] - 1) * call_.space.stride[a][i];
+        reach[a][step > 0] += step;
+      }
+    if (call_.space.size() > 0 &&
+        (reach[0][0] < x_.lo || reach[0][1] + 1 > x_.hi || reach[1][0] < out_.lo ||
+         reach[1][1] + out.itemsize() > out_.hi))
+      throw py::value_error("ChannelPlan: the space reaches outside x or out");
+  }
+
+  bool run(const py::array& x, py::array& out) const {
+    if (zm::current_level() != level_ || !matches(x, x_) || !matches(out, out_) ||
+        !out.writeable())
+      return false;
+    const auto* xp = static_cast<const char*>(x.data());
+    char* op = static_cast<char*>(out.mutable_data());
+    if (xp + x_.lo < op + out_.hi && op + out_.lo < xp + x_.hi) return false;  // overlap
+    run_channel_call(call_, reinterpret_cast<const uint8_t*>(xp), op, fresh_);
+    return true;
+  }
+
+ private:
+  struct Layout {
+    char type;
+    Ints shape, strides;
+    int64_t lo, hi;
+  };
+  static Layout describe(const py::array& a) {
+    Layout layout{a.dtype().char_(), Ints(a.shape(), a.shape() + a.ndim()),
+                  Ints(a.strides(), a.strides() + a.ndim()), 0, 0};
+    byte_span(a, layout.lo, layout.hi);
+    return layout;
+  }
+  static bool matches(const py::array& a, const Layout& layout) {
+    if (a.dtype().char_() != layout.type || a.ndim() != py::ssize_t(layout.shape.size()))
+      return false;
+    for (size_t i = 0; i < layout.shape.size(); ++i)
+      if (a.shape(py::ssize_t(i)) != layout.shape[i] || a.strides(py::ssize_t(i)) != layout.strides[i])
+        return false;
+    return true;
+  }
+
+  ChannelCall call_;
+  bool fresh_;
+  zm::Level level_;
+  Layout x_, out_;
+};
 
 }  // namespace
 
@@ -403,6 +504,15 @@ PYBIND11_MODULE(_core, m) {
         py::arg("extent"), py::arg("x_strides"), py::arg("stats_strides"), py::arg("out"),
         py::arg("out_offset"), py::arg("out_strides"), py::arg("fresh") = false,
         py::arg("form") = py::none(), "out = (x - mean) * inv over a canonical strided space.");
+  py::class_<ChannelPlan>(m, "ChannelPlan",
+                          "A channel-kernel call planned for repeated arrays of one layout.")
+      .def(py::init<const py::array&, const py::array&,
+                    const py::array_t<float, py::array::c_style>&, const Ints&, const Ints&,
+                    const Ints&, bool, bool>(),
+           py::arg("x"), py::arg("out"), py::arg("coefficients"), py::arg("extent"),
+           py::arg("x_strides"), py::arg("out_strides"), py::arg("planar"), py::arg("fresh"))
+      .def("run", &ChannelPlan::run, py::arg("x"), py::arg("out"),
+           "Run on x and out if they match the plan (else return False, writing nothing).");
   m.def("pixel_form", &pixel_form, py::arg("mean"), py::arg("inv"), py::arg("half"),
         py::arg("head") = 0,
         "(coefficients (g, 6, 16) float32, state (g,) uint8, head): the float32 form of "

@@ -236,7 +236,7 @@ ZM_TARGET_AVX512 void affine_u8_avx512(const uint8_t* x, const double* mean, con
 // and 1/std once for `rows` rows, so the float64 statistics (16 bytes a value) are read from
 // cache once per group instead of once per image. Rows are `x_row` bytes and `out_row`
 // elements apart; n >= 16. With `stream`, every row of out must start on a 64-byte boundary.
-constexpr int kRowGroup = 4;
+// kRowGroup rows (below) at a time.
 
 // One 16-value step of a row: float32 values or float16 bits, streaming or not.
 ZM_TARGET_AVX512 ZM_INLINE void store_step16(float* o, __m512 f, bool stream) {
@@ -475,6 +475,7 @@ template <int C, class T, class O> Planes<C, T, O>* planes_for(Level level) {
 // Per-pixel statistics are re-read for every image; blocks of this many elements keep
 // them in L2 while all of a thread's images pass.
 constexpr int64_t kStatsBlock = 8192;
+constexpr int kRowGroup = 4;  // rows that share each load of the statistics
 
 // `fresh`: out was just allocated. Its pages are zeroed as they fault in and are then in
 // cache, so normal stores beat streaming ones there (measured: 4.3 against 5.0 ms for a

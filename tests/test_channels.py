@@ -274,3 +274,120 @@ def test_a_group_outside_the_form_takes_float64(dtype):
         assert_bound(zm.standardize(x, mean, std, dtype=dtype), expected)
     form = core.pixel_form(mean.reshape(-1), 1.0 / std.reshape(-1), dtype == np.float16)
     assert form[1][238 // 16] == 0 and np.count_nonzero(form[1] == 0) <= 3  # of 108
+
+
+# --- repeat plans (zmfast._normalize): a data loader's repeated calls skip the planning ------
+
+def _repeat_plans():
+    from zmfast import _normalize
+    return _normalize._REPEAT_PLANS
+
+
+@needs_avx512
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("channels_first", [False, True])
+@pytest.mark.parametrize("stats", ["array", "list", "scalar"])
+@pytest.mark.parametrize("with_out", [True, False])
+def test_repeat_plans_give_the_first_calls_results(dtype, channels_first, stats, with_out):
+    """The first call plans; the repeats run the plan (one extension call) and return the
+    same values, into out= or a fresh array each time."""
+    rng = np.random.default_rng(21)
+    mean, std = {"array": (np.array([124.3, 116.2, 104.1]), np.array([58.4, 57.1, 57.4])),
+                 "list": ([124.3, 116, 104.1], [58.4, 57.1, 57]),
+                 "scalar": (127.5, 64)}[stats]
+    _repeat_plans().clear()
+    out_shape = (8, 3, 20, 24) if channels_first else (8, 20, 24, 3)
+    out = np.empty(out_shape, dtype) if with_out else None
+    results = []
+    for step in range(3):
+        x = rng.integers(0, 256, (8, 20, 24, 3), dtype=np.uint8)
+        if out is not None:
+            out[...] = np.nan
+        got = zm.standardize(x, mean, std, out=out, dtype=dtype, channels_first=channels_first)
+        assert (got is out) if with_out else (got is not results[-1] if results else True)
+        assert_bound(got, reference(x, mean, std, dtype, channels_first))
+        results.append(got)
+        assert len(_repeat_plans()) == 1  # planned by the first call, used by the others
+
+
+@needs_avx512
+def test_repeat_plans_decline_what_they_were_not_made_for():
+    """Same statistics, other arrays: each call that the plan does not fit takes the full
+    path and is still right, or raises as it would without the plan."""
+    rng = np.random.default_rng(22)
+    mean, std = np.array([100.0, 120.0, 140.0]), np.array([50.0, 60.0, 70.0])
+    x = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    out = np.empty(x.shape, np.float32)
+    _repeat_plans().clear()
+    zm.standardize(x, mean, std, out=out)
+    assert len(_repeat_plans()) == 1
+
+    def check(x, out=None):
+        got = zm.standardize(x, mean, std, out=out)
+        assert_bound(got, reference(x, mean, std, np.float32, False))
+        return got
+
+    wide = rng.integers(0, 256, (6, 16, 32, 3), dtype=np.uint8)
+    check(wide[:, :, ::2], out=out)  # same shape, other strides
+    check(wide[:, :, ::2])
+    check(x, out=np.empty((6, 16, 16, 3), np.float32)[:, :, ::-1][:, :, ::-1])  # a view
+    strided_out = np.empty((6, 16, 32, 3), np.float32)[:, :, ::2]
+    assert check(x, out=strided_out) is strided_out
+    # x inside out's memory: the full path goes through a temporary
+    raw = np.empty(x.size * 4, np.uint8)
+    overlapping_x = raw[:x.size].reshape(x.shape)
+    overlapping_x[...] = x
+    overlapping_out = raw.view(np.float32).reshape(x.shape)
+    got = zm.standardize(overlapping_x, mean, std, out=overlapping_out)
+    assert_bound(got, reference(x, mean, std, np.float32, False))
+    # errors still raise before anything is written
+    read_only = np.zeros(x.shape, np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        zm.standardize(x, mean, std, out=read_only)
+    with pytest.raises(TypeError, match="dtype"):
+        zm.standardize(x, mean, std, out=np.empty(x.shape, np.float16))
+    with pytest.raises(ValueError, match="shape"):
+        zm.standardize(x, mean, std, out=np.empty((6, 16, 16, 4), np.float32))
+    # statistics edited in place are new statistics
+    mean[1] += 3.5
+    check(x, out=out)
+    mean[1] -= 3.5
+    # another SIMD level or backend: the plan declines, the other kernels answer
+    core.set_simd_level("avx2")
+    np.testing.assert_array_max_ulp(zm.standardize(x, mean, std, out=out),
+                                    reference(x, mean, std, np.float32, False), maxulp=1)
+    core.set_simd_level("avx512")
+    with zm.use_backend("numpy"):
+        np.testing.assert_array_max_ulp(zm.standardize(x, mean, std, out=out),
+                                        reference(x, mean, std, np.float32, False), maxulp=1)
+    check(x, out=out)
+
+
+@needs_avx512
+def test_channel_plan_checks_its_arrays():
+    """The extension's plan runs only on arrays of the planned layout, writable and apart."""
+    x = np.arange(4 * 16 * 3, dtype=np.uint8).reshape(4, 16, 3)
+    out = np.empty(x.shape, np.float32)
+    mean, inv = np.array([1.0, 2.0, 3.0]), np.array([0.5, 0.25, 0.125])
+    coefficients = core.channel_coefficients(mean, inv, False)
+    args = dict(coefficients=coefficients, extent=[4 * 16 * 3], x_strides=[1], out_strides=[4],
+                planar=False, fresh=False)
+    plan = core.ChannelPlan(x, out, **args)
+    assert plan.run(x, out)
+    np.testing.assert_array_max_ulp(out, ((x - mean) * inv).astype(np.float32), maxulp=1)
+    assert not plan.run(x[:2], out[:2])
+    assert not plan.run(x, np.empty(x.shape, np.float16))
+    assert not plan.run(x.astype(np.int8), out)
+    assert not plan.run(np.asfortranarray(x), out)
+    read_only = np.empty(x.shape, np.float32)
+    read_only.flags.writeable = False
+    assert not plan.run(x, read_only)
+    raw = np.empty(x.size * 4, np.uint8)
+    assert not plan.run(raw[:x.size].reshape(x.shape), raw.view(np.float32).reshape(x.shape))
+    with pytest.raises(ValueError, match="outside"):
+        core.ChannelPlan(x[:2], out[:2], **args)
+    with pytest.raises(TypeError):
+        core.ChannelPlan(x.astype(np.int8), out, **args)
+    with pytest.raises(ValueError, match="read-only"):
+        core.ChannelPlan(x, read_only, **args)

@@ -90,5 +90,16 @@ def affine(x, mean, std, out, layout, fresh=False):
                  channels=(_core.channel_coefficients, channel_kernel, _core.simd_level()))
 
 
+def repeat_plan(x, mean, std, out, layout, fresh):
+    """A ``_core.ChannelPlan`` of ``_plan.affine``'s call for validated arguments, for
+    zmfast._normalize's repeat plans; None where the channel kernels do not apply."""
+    call = _plan._channel_calls(x, mean, std, out, layout, _core.channel_coefficients)
+    if call is None:
+        return None
+    _, coefficients, extents, x_strides, out_strides, planar = call
+    return _core.ChannelPlan(x, out, coefficients, extents, x_strides, out_strides, planar,
+                             fresh)
+
+
 def set_num_threads(n):
     _core.set_num_threads(n)
