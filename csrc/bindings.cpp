@@ -189,7 +189,7 @@ class ColumnSums {
     // uint8 rows go to the pending 32-bit sums where the AVX-512 kernel allows, sparing each
     // small batch the int64 flush; anything else adds to the int64 totals directly.
     const bool to_pending = type == 'B' && tail == 0 && rows <= zm::kPendingRows;
-    const bool vnni = zm::use_vnni();
+    const bool vnni = zm::use_vnni() && zm::vnni_suits(rows, lanes_);
     if (to_pending && (pending_rows_ + rows > zm::kPendingRows || vnni != pending_vnni_))
       flush();  // full, or kept in the other kernel's lane order
     if (to_pending && pending_.empty()) pending_.resize(size_t((lanes_ + 63) / 64));

@@ -6,6 +6,8 @@ supported level in turn, so the baseline, AVX2 and AVX-512 loops are all held to
 "avx512" runs it with them switched off.
 """
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -162,6 +164,29 @@ def test_streaming_sums_survive_a_vnni_switch():
     x = np.concatenate(batches).astype(np.int64)
     np.testing.assert_array_equal(scaler._sums._totals()[0], x.sum(axis=0).ravel())
     np.testing.assert_array_equal(scaler._sums._totals()[1], (x * x).sum(axis=0).ravel())
+
+
+def test_per_channel_sums_switch_kernels_by_size():
+    """Per-channel sums (short rows) take the VNNI kernel up to a few MB a batch and the
+    vpmaddwd kernel above; a stream that mixes both sizes still sums exactly."""
+    rng = np.random.default_rng(13)
+    sizes = (8, 120, 8, 3, 120)  # 120 images of 128 x 128 x 3: 5.6 MB
+    batches = [rng.integers(0, 256, (n, 128, 128, 3), dtype=np.uint8) for n in sizes]
+    batches[1][:60] = 255
+    scaler = zm.StandardScaler(axis=(0, 1, 2))
+    with zm.use_backend("cpp"):
+        for batch in batches:
+            scaler.partial_fit(batch)
+        x = np.concatenate(batches).astype(np.int64).reshape(-1, 3)
+        np.testing.assert_array_equal(scaler._sums._totals()[0].reshape(-1, 3).sum(axis=0),
+                                      x.sum(axis=0))
+        np.testing.assert_array_equal(scaler._sums._totals()[1].reshape(-1, 3).sum(axis=0),
+                                      (x * x).sum(axis=0))
+        big = batches[1].reshape(-1, 3).astype(np.int64)
+        n = len(big)
+        exact = [float(Fraction(n * int((c * c).sum()) - int(c.sum()) ** 2, n * n))
+                 for c in big.T]
+        np.testing.assert_allclose(zm.var(batches[1], axis=(0, 1, 2)), exact, rtol=1e-15)
 
 
 def test_streaming_sums_survive_a_level_change(simd_level):
