@@ -480,6 +480,28 @@ inline bool vnni_suits(int64_t rows, int64_t lanes) {
 // 32-bit sums, and 16-bit adds of d_m keep S1 (one half per row of the pair). 256 pairs fill
 // neither (256 * 255 < 2^16, 256 * 2 * 255^2 < 2^31), so each block of 512 rows is flushed
 // into the int64 totals, restoring the lane order there.
+// out[k] += lane k (k < valid <= 64) of four vectors of 32-bit sums in lane order (16 a
+// vector), unsigned or signed.
+template <bool kSigned>
+ZM_TARGET_AVX512 ZM_INLINE void add_ordered_lanes(const __m512i ordered[4], int64_t* out,
+                                                  int64_t valid) {
+  for (int i = 0; i < 8; ++i) {  // eight lanes of int64 at a time
+    const int64_t left = std::min<int64_t>(8, std::max<int64_t>(0, valid - 8 * i));
+    if (left == 0) break;
+    const __m256i half = i % 2 ? _mm512_extracti64x4_epi64(ordered[i / 2], 1)
+                               : _mm512_castsi512_si256(ordered[i / 2]);
+    const __m512i wide = kSigned ? _mm512_cvtepi32_epi64(half) : _mm512_cvtepu32_epi64(half);
+    int64_t* at = out + 8 * i;
+    if (left == 8) {  // masked stores are slow on some CPUs: only for the last lanes
+      _mm512_storeu_si512(at, _mm512_add_epi64(_mm512_loadu_si512(at), wide));
+    } else {
+      const __mmask8 mask = __mmask8((1u << left) - 1);
+      _mm512_mask_storeu_epi64(at, mask,
+                               _mm512_add_epi64(_mm512_maskz_loadu_epi64(mask, at), wide));
+    }
+  }
+}
+
 // out[k] += lane k (k < valid <= 64) of four vectors holding lane 4j+m in dword j of v[m]
 // (unsigned 32-bit sums): a 4x4 transpose of dwords, then of 128-bit blocks, into lane order.
 ZM_TARGET_AVX512 ZM_INLINE void add_interleaved_lanes(const __m512i v[4], int64_t* out,
@@ -497,20 +519,7 @@ ZM_TARGET_AVX512 ZM_INLINE void add_interleaved_lanes(const __m512i v[4], int64_
                               _mm512_shuffle_i32x4(r, t, _MM_SHUFFLE(2, 0, 2, 0)),
                               _mm512_shuffle_i32x4(p, q, _MM_SHUFFLE(3, 1, 3, 1)),
                               _mm512_shuffle_i32x4(r, t, _MM_SHUFFLE(3, 1, 3, 1))};
-  for (int i = 0; i < 8; ++i) {  // eight lanes of int64 at a time
-    const int64_t left = std::min<int64_t>(8, std::max<int64_t>(0, valid - 8 * i));
-    if (left == 0) break;
-    const __m512i wide = _mm512_cvtepu32_epi64(i % 2 ? _mm512_extracti64x4_epi64(ordered[i / 2], 1)
-                                                     : _mm512_castsi512_si256(ordered[i / 2]));
-    int64_t* at = out + 8 * i;
-    if (left == 8) {  // masked stores are slow on some CPUs: only for the last lanes
-      _mm512_storeu_si512(at, _mm512_add_epi64(_mm512_loadu_si512(at), wide));
-    } else {
-      const __mmask8 mask = __mmask8((1u << left) - 1);
-      _mm512_mask_storeu_epi64(at, mask,
-                               _mm512_add_epi64(_mm512_maskz_loadu_epi64(mask, at), wide));
-    }
-  }
+  add_ordered_lanes<false>(ordered, out, valid);
 }
 
 constexpr int64_t kU8BlockRows = 512;
@@ -628,20 +637,7 @@ ZM_TARGET_AVX512_VNNI ZM_INLINE void add_block_lanes(const __m512i v[4], int64_t
                               _mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1)),
                               _mm512_shuffle_i32x4(c, d, _MM_SHUFFLE(2, 0, 2, 0)),
                               _mm512_shuffle_i32x4(c, d, _MM_SHUFFLE(3, 1, 3, 1))};
-  for (int i = 0; i < 8; ++i) {  // eight lanes of int64 at a time
-    const int64_t left = std::min<int64_t>(8, std::max<int64_t>(0, valid - 8 * i));
-    if (left == 0) break;
-    const __m512i wide = _mm512_cvtepi32_epi64(i % 2 ? _mm512_extracti64x4_epi64(ordered[i / 2], 1)
-                                                     : _mm512_castsi512_si256(ordered[i / 2]));
-    int64_t* at = out + 8 * i;
-    if (left == 8) {
-      _mm512_storeu_si512(at, _mm512_add_epi64(_mm512_loadu_si512(at), wide));
-    } else {
-      const __mmask8 mask = __mmask8((1u << left) - 1);
-      _mm512_mask_storeu_epi64(at, mask,
-                               _mm512_add_epi64(_mm512_maskz_loadu_epi64(mask, at), wide));
-    }
-  }
+  add_ordered_lanes<true>(ordered, out, valid);
 }
 
 template <bool kPending>
