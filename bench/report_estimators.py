@@ -148,8 +148,9 @@ def render_comparisons(comparisons: list) -> list:
                          f"{rounds}): `{record.code}`")
         if any(r.interleaved for r in records):
             lines.append("- **floor**: `zmfast._core.floor_convert(x, buf, stream)` into the "
-                         "same buffer, the faster of normal and streaming stores each round; "
-                         "`zmfast._core.floor_read(x)` for moments")
+                         "same buffer (into a fresh `np.empty` for new arrays), the faster of "
+                         "normal and streaming stores each round; `zmfast._core.floor_read(x)` "
+                         "for moments")
         lines.append("")
     return lines
 

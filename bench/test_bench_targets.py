@@ -19,8 +19,9 @@ appends them to its report):
   and with streaming stores into the same reused buffer, the faster counting; or read),
   in a rotating order. The ratio is the median of the per-round ratios, so a machine whose
   memory speed drifts between minutes (this one does, up to 2x) moves both sides alike.
-  Targets: standardize into ``out=`` within 1.25x of the convert floor, ``zm.moments``
-  within 1.3x of the read floor.
+  Targets: standardize within 1.25x of the convert floor (into ``out=`` against the floor
+  into the same buffer; into a new array against the floor into a fresh ``np.empty`` each
+  call), ``zm.moments`` within 1.3x of the read floor.
 
 Every zmfast result is checked once against float64 NumPy outside the timed region.
 """
@@ -40,6 +41,9 @@ COMPARISONS = {
     "interleaved-standardize": {"label": "standardize into out= against the convert floor, "
                                          "interleaved rounds",
                                 "target": {"kind": "slowdown", "value": 1.25}},
+    "interleaved-fresh": {"label": "standardize into a new array against the fresh-array "
+                                   "convert floor, interleaved rounds",
+                          "target": {"kind": "slowdown", "value": 1.25}},
     "interleaved-moments": {"label": "moments against the read floor, interleaved rounds",
                             "target": {"kind": "slowdown", "value": 1.3}},
 }
@@ -182,24 +186,32 @@ def _interleaved_cases():
     """(workload, comparison, name, code, build(x) -> (candidate, floors), check)."""
     rows = []
     for workload in F16_WORKLOADS:
-        for name, per_pixel, channels_first in (("pixel-out", True, False),
-                                                ("channel-out", False, False),
-                                                ("channel-nchw-out", False, True)):
+        for stats, per_pixel, channels_first in (("pixel", True, False),
+                                                 ("channel", False, False),
+                                                 ("channel-nchw", False, True)):
             layout = ", channels_first=True" if channels_first else ""
-            rows.append((workload, "interleaved-standardize", name,
-                         f"zm.standardize(x, m, s, out=buf{layout})"
-                         f"  # per {'pixel' if per_pixel else 'channel'}",
-                         _interleaved_standardize(per_pixel, channels_first)))
+            for reused in (True, False):
+                rows.append((workload, "interleaved-" + ("standardize" if reused else "fresh"),
+                             f"{stats}-{'out' if reused else 'new'}",
+                             f"zm.standardize(x, m, s{', out=buf' * reused}{layout})"
+                             f"  # per {'pixel' if per_pixel else 'channel'}",
+                             _interleaved_standardize(per_pixel, channels_first, reused)))
         for name, axis in (("pixel-moments", 0), ("channel-moments", (0, 1, 2))):
             rows.append((workload, "interleaved-moments", name, f"zm.moments(x, axis={axis})",
                          _interleaved_moments(axis)))
     return rows
 
 
-def _interleaved_standardize(per_pixel, channels_first):
+def _interleaved_standardize(per_pixel, channels_first, reused):
     def build(x):
         core = pytest.importorskip("zmfast._core")
         mean, std = _stats(x, per_pixel)
+        if not reused:  # a new output per call, against a fresh np.empty per floor call
+            candidate = lambda: zm.standardize(x, mean, std,  # noqa: E731
+                                               channels_first=channels_first)
+            floors = tuple((lambda stream=stream: core.floor_convert(
+                x, np.empty(x.shape, np.float32), stream)) for stream in (False, True))
+            return candidate, floors
         shape = x.shape[:1] + x.shape[3:] + x.shape[1:3] if channels_first else x.shape
         out = reused_out(shape)
         flat = out.reshape(x.shape)  # the floors write the same memory
