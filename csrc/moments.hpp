@@ -605,16 +605,18 @@ ZM_TARGET_AVX512 ZM_INLINE void column_sums_u8_avx512_impl(const uint8_t* x, int
   }
 }
 
-ZM_TARGET_AVX512 void column_sums_u8_avx512(const void* x, int64_t row_stride, int64_t rows,
-                                            int64_t lanes, int64_t* s1_out, int64_t* s2_out) {
-  column_sums_u8_avx512_impl<false>(static_cast<const uint8_t*>(x), row_stride, rows, lanes,
-                                    s1_out, s2_out, nullptr);
-}
+// Each uint8 kernel has one entry: into the int64 totals, or with `pending` into the
+// pending 32-bit sums in its own lane order.
+using U8Sums = void(const uint8_t*, int64_t, int64_t, int64_t, int64_t*, int64_t*,
+                    PendingChunk*);
 
-ZM_TARGET_AVX512 void column_sums_u8_avx512_pending(const uint8_t* x, int64_t row_stride,
-                                                    int64_t rows, int64_t lanes,
-                                                    PendingChunk* pending) {
-  column_sums_u8_avx512_impl<true>(x, row_stride, rows, lanes, nullptr, nullptr, pending);
+ZM_TARGET_AVX512 void column_sums_u8_avx512(const uint8_t* x, int64_t row_stride, int64_t rows,
+                                            int64_t lanes, int64_t* s1_out, int64_t* s2_out,
+                                            PendingChunk* pending) {
+  if (pending)
+    column_sums_u8_avx512_impl<true>(x, row_stride, rows, lanes, nullptr, nullptr, pending);
+  else
+    column_sums_u8_avx512_impl<false>(x, row_stride, rows, lanes, s1_out, s2_out, nullptr);
 }
 #endif
 
@@ -706,26 +708,31 @@ ZM_TARGET_AVX512_VNNI ZM_INLINE void column_sums_u8_vnni_impl(const uint8_t* x,
   }
 }
 
-ZM_TARGET_AVX512_VNNI void column_sums_u8_vnni(const void* x, int64_t row_stride, int64_t rows,
-                                               int64_t lanes, int64_t* s1_out, int64_t* s2_out) {
-  if (!vnni_suits(rows, lanes))
-    return column_sums_u8_avx512(x, row_stride, rows, lanes, s1_out, s2_out);
-  column_sums_u8_vnni_impl<false>(static_cast<const uint8_t*>(x), row_stride, rows, lanes,
-                                  s1_out, s2_out, nullptr);
+// Into the totals, where the vpmaddwd kernel is the faster (see vnni_suits) it takes over;
+// pending sums stay with the kernel the caller chose, whose lane order they hold.
+ZM_TARGET_AVX512_VNNI void column_sums_u8_vnni(const uint8_t* x, int64_t row_stride,
+                                               int64_t rows, int64_t lanes, int64_t* s1_out,
+                                               int64_t* s2_out, PendingChunk* pending) {
+  if (pending)
+    column_sums_u8_vnni_impl<true>(x, row_stride, rows, lanes, nullptr, nullptr, pending);
+  else if (!vnni_suits(rows, lanes))
+    column_sums_u8_avx512(x, row_stride, rows, lanes, s1_out, s2_out, nullptr);
+  else
+    column_sums_u8_vnni_impl<false>(x, row_stride, rows, lanes, s1_out, s2_out, nullptr);
 }
 
-ZM_TARGET_AVX512_VNNI void column_sums_u8_vnni_pending(const uint8_t* x, int64_t row_stride,
-                                                       int64_t rows, int64_t lanes,
-                                                       PendingChunk* pending) {
-  column_sums_u8_vnni_impl<true>(x, row_stride, rows, lanes, nullptr, nullptr, pending);
+// A uint8 kernel as the SumsArgs of column_sums_for.
+template <U8Sums* kKernel>
+void u8_totals(const void* x, int64_t rs, int64_t r, int64_t l, int64_t* a, int64_t* b) {
+  kKernel(static_cast<const uint8_t*>(x), rs, r, l, a, b, nullptr);
 }
 #endif
 
 template <class T> SumsArgs* column_sums_for(Level level) {
 #if ZMFAST_X86_DISPATCH
   if constexpr (std::is_same<T, uint8_t>::value) {
-    if (level == Level::avx512 && use_vnni()) return column_sums_u8_vnni;
-    if (level == Level::avx512) return column_sums_u8_avx512;
+    if (level == Level::avx512 && use_vnni()) return u8_totals<column_sums_u8_vnni>;
+    if (level == Level::avx512) return u8_totals<column_sums_u8_avx512>;
   }
   if (level == Level::avx512) return column_sums_avx512<T>;
   if (level == Level::avx2) return column_sums_avx2<T>;
@@ -792,10 +799,8 @@ inline bool add_column_sums_pending(const uint8_t* x, int64_t rows, int64_t lane
     split_range(lines, threads, t, l0, l1);
     const int64_t k0 = l0 * 64, k1 = std::min(lanes, l1 * 64);
     if (k0 >= k1) return;
-    if (vnni)
-      column_sums_u8_vnni_pending(x + k0, lanes, rows, k1 - k0, pending + l0);
-    else
-      column_sums_u8_avx512_pending(x + k0, lanes, rows, k1 - k0, pending + l0);
+    U8Sums* const sums = vnni ? column_sums_u8_vnni : column_sums_u8_avx512;
+    sums(x + k0, lanes, rows, k1 - k0, nullptr, nullptr, pending + l0);
   });
   return true;
 #else
