@@ -76,7 +76,8 @@ def test_standardize_every_level(simd_level, batch, out_dtype, stats, channels_f
 
 def test_floor_kernels_every_level(simd_level, batch):
     flat = np.ascontiguousarray(batch).reshape(-1)
-    assert core.floor_read(flat) == int(flat.sum(dtype=np.uint64))
+    for n in {0, 1, 127, 255, 257, flat.size // 3, flat.size}:  # vector tails of each level
+        assert core.floor_read(flat[:n]) == int(flat[:n].sum(dtype=np.uint64))
     for stream in (False, True):
         out = np.empty(flat.shape, np.float32)
         core.floor_convert(flat, out, stream)
@@ -129,6 +130,27 @@ def test_add_sums_every_level(simd_level, dtype, rows, lanes):
     core.add_sums(x, rows, lanes, s1, s2)
     np.testing.assert_array_equal(s1, 1 + x.astype(np.int64).sum(axis=0))
     np.testing.assert_array_equal(s2, (x.astype(np.int64) ** 2).sum(axis=0))
+
+
+@pytest.mark.parametrize("rows,shape", [(1, (7, 5, 3)), (2, (224, 224, 3)), (3, (1, 1, 1100)),
+                                        (511, (9, 11, 3)), (512, (4097,)), (513, (5, 7, 3))],
+                         ids=str)
+def test_uint8_column_moments_are_correctly_rounded(simd_level, rows, shape):
+    """Per-pixel uint8 moments: up to one 512-row block they come straight from the 32-bit
+    sums, where n S2 - S1^2 is exact in float64, so mean and M2 are each rounded once; past
+    it, from the int64 totals, within a few ulp. Lane tails, threads and extreme values."""
+    x = np.random.default_rng([rows, *shape]).integers(0, 256, (rows, *shape), dtype=np.uint8)
+    x[: rows // 2 + 1, ..., :2] = 255  # the largest sums a block can reach
+    s1 = x.astype(np.int64).sum(axis=0)
+    s2 = (x.astype(np.int64) ** 2).sum(axis=0)
+    moments = zm.moments(x, axis=0)
+    np.testing.assert_array_equal(moments.mean, s1 / rows)
+    exact_m2 = (rows * s2 - s1 * s1) / rows  # the numerator is below 2**53: exact
+    if rows <= 512:
+        np.testing.assert_array_equal(moments.m2, exact_m2)
+    else:
+        np.testing.assert_array_max_ulp(moments.m2, exact_m2, maxulp=4)
+    np.testing.assert_array_equal(zm.mean(x, axis=0), s1 / rows)
 
 
 def test_vnni_follows_the_level():
