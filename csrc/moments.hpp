@@ -839,6 +839,7 @@ template <class T> SumsArgs* column_sums_for(Level level) {
 // S1 += column sums and S2 += column sums of squares of a C-contiguous (rows, lanes) block.
 // Wide rows are split by lanes (each thread owns its totals); narrow ones by rows, into
 // per-thread partial totals added afterwards.
+constexpr int64_t kShortRowLanes = 4096;
 template <class T>
 void add_column_sums(const T* x, int64_t rows, int64_t lanes, int64_t* s1, int64_t* s2,
                      int requested_threads) {
@@ -847,9 +848,12 @@ void add_column_sums(const T* x, int64_t rows, int64_t lanes, int64_t* s1, int64
   const int threads = threads_for(requested_threads, rows * lanes);
   constexpr int64_t kLine = 64;  // lanes a task boundary is rounded to
   const int64_t lines = (lanes + kLine - 1) / kLine;
+  // Short rows (per-channel sums) are split by rows, so each thread reads one contiguous
+  // range; split by lanes, each read half of every 3 KB row, at 0.6x the speed.
+  const bool by_rows = lanes <= kShortRowLanes && rows >= 32 * threads;
   if (threads == 1) {
     sums(x, lanes, rows, lanes, s1, s2);
-  } else if (lines >= 4 * threads) {
+  } else if (lines >= 4 * threads && !by_rows) {
     parallel_tasks(threads, threads, [&](int64_t t) {
       int64_t l0, l1;
       split_range(lines, threads, t, l0, l1);

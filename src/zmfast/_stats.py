@@ -84,6 +84,10 @@ def _rows_per_lane_limit(dtype):
 
 _SUMS_LIMITS = {np.dtype(t): _rows_per_lane_limit(t)
                 for t in (np.uint8, np.int8, np.uint16, np.int16)}
+# Lanes of the integer sums for a few statistics (per channel, global): rows of 3 KB or more
+# are summed by the uint8 kernels in 16 long runs at a time; 192-byte rows were read in 64 short
+# strided runs, and ran at about half the speed once a batch passed 24 MB (2 threads, Zen 4).
+SUMS_LANES = 3072
 
 
 class RunningSums:
@@ -100,7 +104,7 @@ class RunningSums:
     """
 
     __slots__ = ("dtype", "ndim", "kept", "features", "lanes", "limit", "s1", "s2", "counter",
-                 "samples", "native", "try_add")
+                 "samples", "native")
 
     def __init__(self, dtype, ndim, kept, samples=None, stream=True):
         self.dtype, self.ndim, self.kept = np.dtype(dtype), ndim, tuple(kept)
@@ -117,12 +121,11 @@ class RunningSums:
         self.native = None if make_native is None else make_native(
             self.dtype, ndim, self.kept, self.features, self.limit, self.s1, self.s2,
             self.counter, self.samples)
-        self.try_add = self._try_add if self.native is None else self.native.add
 
     @staticmethod
     def lanes_for(features):
-        """Lanes of the sums: a multiple of ``features`` at least ``_plan.WIDE_LANES`` wide."""
-        return features * max(1, -(-_plan.WIDE_LANES // features))
+        """Lanes of the sums: a multiple of ``features`` at least ``SUMS_LANES`` wide."""
+        return features * max(1, -(-SUMS_LANES // features))
 
     @property
     def count(self):
@@ -159,6 +162,13 @@ class RunningSums:
         if tail:  # a whole number of statistics' periods: lane j still maps to j % features
             add_sums(flat[rows * self.lanes:], 1, tail, self.s1[:tail], self.s2[:tail])
         self.counter[0] += x.size // self.features
+
+    @property
+    def try_add(self):
+        """The streaming call, ``try_add(x) -> bool`` (see ``_try_add``): the backend's own
+        where it has one. Not stored on the instance: a bound method of itself would make every
+        instance a reference cycle, freed only by the cyclic collector."""
+        return self._try_add if self.native is None else self.native.add
 
     def _try_add(self, x):
         """Add ``x`` (and its length to ``samples``) and return True if it is a plain
