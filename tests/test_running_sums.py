@@ -10,6 +10,7 @@
 """
 
 import math
+import pickle
 from fractions import Fraction
 
 import numpy as np
@@ -290,10 +291,11 @@ def test_a_streaming_scaler_pickles_and_continues(backend, how):
 @pytest.mark.parametrize("threads", [1, 2])
 @given(shape=st.sampled_from([(1, 224, 224, 3), (32, 32, 32, 3), (5, 7, 4), (999, 1),
                               (3, 65, 33), (1, 1)]),
-       leading=st.integers(1, 3), data=st.data())
-def test_one_call_moments_equal_running_sums(dtype, threads, shape, leading, data):
+       leading=st.integers(1, 3), wide=st.booleans(), data=st.data())
+def test_one_call_moments_equal_running_sums(dtype, threads, shape, leading, wide, data):
     """The cpp backend's one-call ``exact_moments`` (zm.moments per channel) gives the same
-    bits as RunningSums, with values from the whole range of the dtype."""
+    bits as RunningSums, with values from the whole range of the dtype, over the lanes of
+    small and of large batches (a pickled copy keeps its lanes)."""
     core = pytest.importorskip("zmfast._core")
     info = np.iinfo(dtype)
     seed = data.draw(st.integers(0, 2**32 - 1))
@@ -301,17 +303,21 @@ def test_one_call_moments_equal_running_sums(dtype, threads, shape, leading, dat
                                              dtype=dtype)
     leading = min(leading, x.ndim)
     features = math.prod(shape[leading:])
-    sums = _stats.RunningSums(x.dtype, x.ndim, shape[leading:], stream=False)
+    lanes = _stats.RunningSums.lanes_for(features, _stats.WIDE_SUMS_BYTES if wide else 0)
+    sums = _stats.RunningSums(x.dtype, x.ndim, shape[leading:], stream=False, lanes=lanes)
     before = zm.get_num_threads()
     zm.set_num_threads(threads)
     try:
         with zm.use_backend("cpp"):
             sums.add(x)
-            mean, m2 = core.exact_moments(x, features, _stats.RunningSums.lanes_for(features))
+            mean, m2 = core.exact_moments(x, features, lanes)
             got = zm.moments(x, axis=tuple(range(leading)))
     finally:
         zm.set_num_threads(before)
     expected = sums.moments()
+    copy = pickle.loads(pickle.dumps(sums))
+    assert copy.lanes == lanes
+    np.testing.assert_array_equal(copy.moments().m2, expected.m2)
     np.testing.assert_array_equal(mean.reshape(expected.mean.shape), expected.mean)
     np.testing.assert_array_equal(m2.reshape(expected.m2.shape), expected.m2)
     if features <= 32:  # zm.moments takes this path for a few statistics

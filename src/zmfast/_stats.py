@@ -84,10 +84,12 @@ def _rows_per_lane_limit(dtype):
 
 _SUMS_LIMITS = {np.dtype(t): _rows_per_lane_limit(t)
                 for t in (np.uint8, np.int8, np.uint16, np.int16)}
-# Lanes of the integer sums for a few statistics (per channel, global): rows of 3 KB or more
-# are summed by the uint8 kernels in 16 long runs at a time; 192-byte rows were read in 64 short
-# strided runs, and ran at about half the speed once a batch passed 24 MB (2 threads, Zen 4).
-SUMS_LANES = 3072
+# Lanes of the integer sums for a few statistics (per channel, global). For batches of
+# WIDE_SUMS_BYTES or more, rows of 3 KB: the uint8 kernels read them in 16 long runs at a time,
+# where 192-byte rows were read in 64 short strided runs and ran at about half the speed past
+# 24 MB (2 threads, Zen 4). Smaller batches keep 192 lanes: clearing, flushing and folding
+# 3072 lanes cost more than the sums of one 224x224 image (6.2 against 4.5 us).
+SUMS_LANES, WIDE_SUMS_LANES, WIDE_SUMS_BYTES = 192, 3072, 4 << 20
 
 
 class RunningSums:
@@ -106,10 +108,12 @@ class RunningSums:
     __slots__ = ("dtype", "ndim", "kept", "features", "lanes", "limit", "s1", "s2", "counter",
                  "samples", "native")
 
-    def __init__(self, dtype, ndim, kept, samples=None, stream=True):
+    def __init__(self, dtype, ndim, kept, samples=None, stream=True, lanes=None):
         self.dtype, self.ndim, self.kept = np.dtype(dtype), ndim, tuple(kept)
         self.features = math.prod(self.kept)
-        self.lanes = self.lanes_for(self.features)
+        self.lanes = self.lanes_for(self.features) if lanes is None else lanes
+        if self.lanes % self.features:
+            raise ValueError(f"lanes={lanes} is not a multiple of {self.features} statistics")
         self.limit = _SUMS_LIMITS[self.dtype]
         self.s1 = np.zeros(self.lanes, dtype=np.int64)
         self.s2 = np.zeros(self.lanes, dtype=np.int64)
@@ -123,9 +127,11 @@ class RunningSums:
             self.counter, self.samples)
 
     @staticmethod
-    def lanes_for(features):
-        """Lanes of the sums: a multiple of ``features`` at least ``SUMS_LANES`` wide."""
-        return features * max(1, -(-SUMS_LANES // features))
+    def lanes_for(features, batch_bytes=0):
+        """Lanes of the sums: a multiple of ``features`` at least ``SUMS_LANES`` wide, or
+        ``WIDE_SUMS_LANES`` for batches of ``WIDE_SUMS_BYTES`` or more."""
+        wide = WIDE_SUMS_LANES if batch_bytes >= WIDE_SUMS_BYTES else SUMS_LANES
+        return features * max(1, -(-wide // features))
 
     @property
     def count(self):
@@ -138,7 +144,9 @@ class RunningSums:
         if (x.dtype not in _SUMS_LIMITS or not x.flags.c_contiguous or x.size == 0
                 or tuple(axes) != tuple(range(len(axes)))):
             return None
-        return cls(x.dtype, x.ndim, x.shape[len(axes):], samples, stream)
+        kept = x.shape[len(axes):]
+        return cls(x.dtype, x.ndim, kept, samples, stream,
+                   cls.lanes_for(math.prod(kept), x.nbytes))
 
     def accepts(self, x):
         """Whether ``x`` (an ndarray) can be added: same dtype, rank and statistics shape,
@@ -187,7 +195,8 @@ class RunningSums:
                 "s2": s2, "counter": self.counter, "samples": self.samples}
 
     def __setstate__(self, state):
-        self.__init__(state["dtype"], state["ndim"], state["kept"], state["samples"])
+        self.__init__(state["dtype"], state["ndim"], state["kept"], state["samples"],
+                      lanes=len(state["s1"]))
         self.s1[...], self.s2[...] = state["s1"], state["s2"]
         self.counter[...] = state["counter"]
 
@@ -238,7 +247,8 @@ def _reduce(a, axis, want_m2, ddof=0):
             if (a.dtype in _SUMS_LIMITS and a.flags.c_contiguous and count <= _SUMS_LIMITS[a.dtype]
                     and axes == tuple(range(len(axes)))):
                 kept = a.shape[len(axes):]
-                mean, m2 = exact_moments(a, a.size // count, RunningSums.lanes_for(a.size // count))
+                mean, m2 = exact_moments(a, a.size // count,
+                                         RunningSums.lanes_for(a.size // count, a.nbytes))
                 return axes, count, (mean.reshape(kept), m2.reshape(kept) if want_m2 else None)
             return axes, count, backend.moments(a, axes, want_m2)
         sums = RunningSums.for_batch(a, axes, stream=False)
