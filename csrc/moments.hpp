@@ -1050,7 +1050,11 @@ bool exact_column_moments(const char* base, const Space& outer, int64_t lanes,
     const int64_t n_outer = outer.size(), lines = (lanes + 63) / 64;
     const int64_t lane_parts =
         n_outer >= threads ? 1 : std::min<int64_t>(lines, (threads + n_outer - 1) / n_outer);
-    if (threads == 1 || (n_outer * lane_parts >= threads && lines >= 4 * lane_parts)) {
+    // A single output of short rows (per-pixel CIFAR: 3 KB) is split by rows, as in
+    // add_column_sums: split by lanes, each thread would read half of every row.
+    const bool by_rows = n_outer == 1 && lanes <= kShortRowLanes && count >= 32 * threads &&
+                         !block_moments;
+    if (threads == 1 || (n_outer * lane_parts >= threads && lines >= 4 * lane_parts && !by_rows)) {
       // Each task owns whole outputs: (outer index, lane range) units, in tiles of lanes.
       const int64_t units = n_outer * lane_parts;
       parallel_tasks(threads, threads, [&](int64_t t) {
