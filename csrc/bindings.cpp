@@ -493,6 +493,19 @@ PYBIND11_MODULE(_core, m) {
         "S1 += x.sum(0) and S2 += (x * x).sum(0), exactly, for integer x of shape (rows, lanes).");
   m.def("exact_moments", &exact_moments, py::arg("x"), py::arg("features"), py::arg("lanes"),
         "(mean, M2) of integer x over its leading axes from exact sums, in one call.");
+  m.def(
+      "finish_spread",
+      [](py::array_t<double, 0> m2, double divisor, bool root) {
+        if (!(m2.flags() & py::array::c_style) || !m2.writeable())
+          throw std::invalid_argument("finish_spread: m2 must be writable C-contiguous float64");
+        double* p = m2.mutable_data();
+        const int64_t n = int64_t(m2.size());
+        const int threads = g_threads.load();
+        py::gil_scoped_release release;
+        zm::finish_spread(p, n, divisor, root, threads);
+      },
+      py::arg("m2"), py::arg("divisor"), py::arg("root"),
+      "In place: m2 / divisor (var), and its square root where root (std).");
   py::class_<ColumnSums>(m, "ColumnSums",
                          "Exact running column sums of a stream of integer batches.")
       .def(py::init<py::dtype, int, Ints, int64_t, int64_t, py::array_t<int64_t, 0>,

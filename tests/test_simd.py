@@ -153,6 +153,21 @@ def test_uint8_column_moments_are_correctly_rounded(simd_level, rows, shape):
     np.testing.assert_array_equal(zm.mean(x, axis=0), s1 / rows)
 
 
+@pytest.mark.parametrize("size", [1, 7, 150_529])
+def test_finish_spread_matches_numpy_bits(simd_level, size):
+    """var and std from M2 (divide, then square root) in the extension, threaded: each step
+    correctly rounded, so the bits are NumPy's."""
+    m2 = np.random.default_rng(size).random(size) * 1e6
+    m2[::5] = 0.0
+    for root in (False, True):
+        got = m2.copy()
+        core.finish_spread(got, 255, root)
+        expected = m2 / 255
+        np.testing.assert_array_equal(got, np.sqrt(expected) if root else expected)
+    with pytest.raises(ValueError, match="writable C-contiguous"):
+        core.finish_spread(np.zeros((3, 2)).T, 2, True)
+
+
 def test_vnni_follows_the_level():
     """The VNNI kernels run at the AVX-512 level only, and only where the CPU has them."""
     before = core.simd_level()

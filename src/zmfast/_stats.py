@@ -345,9 +345,13 @@ def _spread(a, axis, dtype, out, ddof, keepdims, numpy_function, finish):
     # The backend's M2 is fresh float64 (a scalar from NumPy's full reductions): finish it in
     # place rather than in one more array of the statistics' size.
     spread = np.asarray(stats[1], dtype=np.float64)
-    np.divide(spread, count - ddof, out=spread)
-    if finish is not None:
-        finish(spread, out=spread)
+    finish_spread = getattr(_config.backend(), "finish_spread", None)
+    if finish_spread is not None and spread.flags.c_contiguous and spread.flags.writeable:
+        finish_spread(spread, count - ddof, finish is not None)  # finish is None or np.sqrt
+    else:
+        np.divide(spread, count - ddof, out=spread)
+        if finish is not None:
+            finish(spread, out=spread)
     return _finish(spread, array, axes, dtype, out, keepdims)
 
 

@@ -15,6 +15,11 @@ def moments(x, axes, want_m2=True):
     return _plan.moments(x, axes, want_m2, _core.moments)
 
 
+def finish_spread(m2, divisor, root):
+    """In place: ``m2 / divisor`` (var), then its square root where ``root`` (std)."""
+    _core.finish_spread(m2, divisor, root)
+
+
 def add_sums(x, rows, lanes, s1, s2):
     _core.add_sums(x, rows, lanes, s1, s2)
 
