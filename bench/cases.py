@@ -16,7 +16,8 @@ The implementations are of four families:
   ``pip install -r bench/requirements-peers.txt``; a peer that is not installed is skipped
   with that note. The threaded ones get ``zm.get_num_threads()`` threads;
 - ``limit``: the memory floors, private kernels of the extension
-  (``zmfast._core.floor_read``: the sum of the bytes, the least a statistic must do;
+  (``zmfast._core.floor_read``: the sum of the bytes with ``vpsadbw``, the least a statistic
+  must do;
   ``zmfast._core.floor_convert``: uint8 -> float32 into ``out``, the least standardize must
   do, with normal or non-temporal stores, into a reused or a fresh array). An extension
   built without them skips these rows.
