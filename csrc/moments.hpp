@@ -454,6 +454,12 @@ ZM_TARGET_AVX512 void column_sums_avx512(const void* x, int64_t rs, int64_t r, i
 }
 #endif
 
+// Rows of uint8 whose sums the AVX-512 kernels keep in 32 bits before they flush them.
+constexpr int64_t kU8BlockRows = 512;
+// A kernel giving each lane's mean and M2 of at most kU8BlockRows uint8 rows (see
+// column_moments_u8_avx512).
+using U8Moments = void(const uint8_t*, int64_t, int64_t, int64_t, double*, double*);
+
 // Per 64-lane chunk, 32-bit sums kept between calls in the kernel's own lane order (lane
 // 4j+m in dword j of row m), so that a stream of small batches skips the int64 flush: S2
 // as vpmaddwd sums it, S1 with the two halves of each pair already added.
@@ -566,7 +572,6 @@ ZM_TARGET_AVX512 ZM_INLINE void put_block_lanes(const __m512i s1[4], const __m51
     add_ordered_lanes<true>(s1, out.s1 + k, valid), add_ordered_lanes<true>(s2, out.s2 + k, valid);
 }
 
-constexpr int64_t kU8BlockRows = 512;
 // Measured on imagenet batches (2 threads, Zen 4): 4 KB of each row per tile keeps the
 // hardware prefetchers streaming (1 KB runs were 1.8x slower); a chunk's sums (32 KB a tile,
 // in L1) are visited once per 16 rows, or per 64 short rows (per-channel lanes).
@@ -800,7 +805,6 @@ ZM_TARGET_AVX512_VNNI void column_sums_u8_vnni(const uint8_t* x, int64_t row_str
 
 // Each lane's mean and M2 (m2 may be null) of rows <= kU8BlockRows rows, straight from the
 // block's 32-bit sums: no int64 totals to clear, add into and read back.
-using U8Moments = void(const uint8_t*, int64_t, int64_t, int64_t, double*, double*);
 ZM_TARGET_AVX512 void column_moments_u8_avx512(const uint8_t* x, int64_t row_stride,
                                                int64_t rows, int64_t lanes, double* mean,
                                                double* m2) {
@@ -1042,7 +1046,7 @@ bool exact_column_moments(const char* base, const Space& outer, int64_t lanes,
     SumsArgs* const sums = column_sums_for<T>(current_level());
     StoreExactArgs* const store_exact = store_exact_for<kWantM2>(current_level());
     // One block of uint8 rows in one run, into contiguous outputs: moments from 32-bit sums.
-    U8Moments* const block_moments =
+    U8Moments* const one_block =
         std::is_same<T, uint8_t>::value && red.nd == 1 && count <= kU8BlockRows &&
                 lane_out_stride == 1
             ? u8_moments_for(current_level())
@@ -1053,7 +1057,7 @@ bool exact_column_moments(const char* base, const Space& outer, int64_t lanes,
     // A single output of short rows (per-pixel CIFAR: 3 KB) is split by rows, as in
     // add_column_sums: split by lanes, each thread would read half of every row.
     const bool by_rows = n_outer == 1 && lanes <= kShortRowLanes && count >= 32 * threads &&
-                         !block_moments;
+                         !one_block;
     if (threads == 1 || (n_outer * lane_parts >= threads && lines >= 4 * lane_parts && !by_rows)) {
       // Each task owns whole outputs: (outer index, lane range) units, in tiles of lanes.
       const int64_t units = n_outer * lane_parts;
@@ -1066,9 +1070,9 @@ bool exact_column_moments(const char* base, const Space& outer, int64_t lanes,
           const Counter o(outer, u / lane_parts);
           int64_t l0, l1;
           split_range(lines, lane_parts, u % lane_parts, l0, l1);
-          if (block_moments) {
+          if (one_block) {
             const int64_t k0 = l0 * 64, kn = std::min(lanes, l1 * 64) - k0;
-            block_moments(reinterpret_cast<const uint8_t*>(base + o.offset[0] + k0),
+            one_block(reinterpret_cast<const uint8_t*>(base + o.offset[0] + k0),
                           red.stride[0][0], count, kn, mean_out + o.offset[1] + k0,
                           kWantM2 ? m2_out + o.offset[1] + k0 : nullptr);
             continue;
