@@ -117,11 +117,13 @@ def test_streaming_threshold_is_settable_and_twice_the_last_level_cache():
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16])
-@pytest.mark.parametrize("rows,lanes", [(1, 5), (3, 64), (1027, 3), (515, 1100), (40, 4097)],
+@pytest.mark.parametrize("rows,lanes", [(1, 5), (3, 64), (1027, 3), (515, 1100), (40, 4097),
+                                       (70, 8200)],
                          ids=str)
 def test_add_sums_every_level(simd_level, dtype, rows, lanes):
-    """Exact column sums (StandardScaler.partial_fit's kernel): lane tails, odd rows, and
-    more rows than one 512-row block of the AVX-512 uint8 loop."""
+    """Exact column sums (StandardScaler.partial_fit's kernel): lane tails, odd rows, more
+    rows than one 512-row block of the AVX-512 uint8 loop, and batches large enough for two
+    threads, split by rows (short rows) and by lanes (wide ones)."""
     info = np.iinfo(dtype)
     x = np.random.default_rng([rows, lanes]).integers(info.min, int(info.max) + 1,
                                                        (rows, lanes), dtype=dtype)
