@@ -135,7 +135,8 @@ def test_add_sums_every_level(simd_level, dtype, rows, lanes):
 
 
 @pytest.mark.parametrize("rows,shape", [(1, (7, 5, 3)), (2, (224, 224, 3)), (3, (1, 1, 1100)),
-                                        (511, (9, 11, 3)), (512, (4097,)), (513, (5, 7, 3))],
+                                        (511, (9, 11, 3)), (512, (4097,)), (513, (5, 7, 3)),
+                                        (520, (130, 130))],
                          ids=str)
 def test_uint8_column_moments_are_correctly_rounded(simd_level, rows, shape):
     """Per-pixel uint8 moments: up to one 512-row block they come straight from the 32-bit
@@ -190,7 +191,8 @@ def test_streaming_sums_survive_a_vnni_switch():
     if not core.set_vnni(True):
         pytest.skip("this CPU has no AVX512-VNNI")
     rng = np.random.default_rng(12)
-    batches = [rng.integers(0, 256, (64, 40, 40, 3), dtype=np.uint8) for _ in range(5)]
+    # 19,200 lanes: more than one 16,384-lane tile of the kernels
+    batches = [rng.integers(0, 256, (64, 80, 80, 3), dtype=np.uint8) for _ in range(5)]
     batches[2][:] = 255  # the largest 32-bit pending sums
     scaler = zm.StandardScaler(axis=0)
     try:
