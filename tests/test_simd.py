@@ -267,3 +267,15 @@ def test_per_pixel_rows_share_statistics(simd_level, out_dtype, placement, shape
         np.testing.assert_array_equal(got, expected)
     else:
         np.testing.assert_array_max_ulp(got, expected, maxulp=1)
+
+
+def test_core_stub_lists_every_binding():
+    """zmfast/_core.pyi names every function, class and attribute the extension has, and no
+    other."""
+    import ast
+    from importlib.resources import files
+
+    tree = ast.parse((files("zmfast") / "_core.pyi").read_text())
+    stub = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    stub |= {node.target.id for node in tree.body if isinstance(node, ast.AnnAssign)}
+    assert stub == {name for name in dir(core) if not name.startswith("__")}
