@@ -528,8 +528,9 @@ ZM_TARGET_AVX512 ZM_INLINE void interleaved_lane_order(const __m512i v[4], __m51
 
 // Where a uint8 column-sum kernel puts each block's 32-bit sums: added into the int64
 // totals; added into pending 32-bit sums kept in the kernel's own lane order; or, when all
-// rows are one block, turned into each lane's mean and M2.
-enum class U8Sink { totals, pending, moments };
+// rows are one block, turned into each lane's mean and M2, or its mean alone (then the
+// squares are not summed at all).
+enum class U8Sink { totals, pending, moments, means };
 struct U8Out {
   int64_t* s1 = nullptr;  // totals
   int64_t* s2 = nullptr;
@@ -566,7 +567,7 @@ template <U8Sink kSink>
 ZM_TARGET_AVX512 ZM_INLINE void put_block_lanes(const __m512i s1[4], const __m512i s2[4],
                                                 int64_t count, const U8Out& out, int64_t k,
                                                 int64_t valid) {
-  if constexpr (kSink == U8Sink::moments)
+  if constexpr (kSink == U8Sink::moments || kSink == U8Sink::means)
     store_block_moments(s1, s2, count, out.mean + k, out.m2 ? out.m2 + k : nullptr, valid);
   else
     add_ordered_lanes<true>(s1, out.s1 + k, valid), add_ordered_lanes<true>(s2, out.s2 + k, valid);
@@ -659,10 +660,12 @@ ZM_TARGET_AVX512 ZM_INLINE void column_sums_u8_avx512_impl(const uint8_t* x, int
             w1 = _mm512_add_epi16(w1, d1);
             w2 = _mm512_add_epi16(w2, d2);
             w3 = _mm512_add_epi16(w3, d3);
-            q0 = _mm512_add_epi32(q0, _mm512_madd_epi16(d0, d0));
-            q1 = _mm512_add_epi32(q1, _mm512_madd_epi16(d1, d1));
-            q2 = _mm512_add_epi32(q2, _mm512_madd_epi16(d2, d2));
-            q3 = _mm512_add_epi32(q3, _mm512_madd_epi16(d3, d3));
+            if constexpr (kSink != U8Sink::means) {
+              q0 = _mm512_add_epi32(q0, _mm512_madd_epi16(d0, d0));
+              q1 = _mm512_add_epi32(q1, _mm512_madd_epi16(d1, d1));
+              q2 = _mm512_add_epi32(q2, _mm512_madd_epi16(d2, d2));
+              q3 = _mm512_add_epi32(q3, _mm512_madd_epi16(d3, d3));
+            }
           }
           sums[c][0] = w0, sums[c][1] = w1, sums[c][2] = w2, sums[c][3] = w3;
           sums[c][4] = q0, sums[c][5] = q1, sums[c][6] = q2, sums[c][7] = q3;
@@ -768,7 +771,8 @@ ZM_TARGET_AVX512_VNNI ZM_INLINE void column_sums_u8_vnni_impl(const uint8_t* x,
                                   _mm512_unpacklo_epi16(hi01, hi23), _mm512_unpackhi_epi16(hi01, hi23)};
             for (int m = 0; m < 4; ++m) {
               s[m] = _mm512_dpbusd_epi32(s[m], d[m], ones);
-              t[m] = _mm512_dpbusd_epi32(t[m], d[m], _mm512_xor_si512(d[m], flip));
+              if constexpr (kSink != U8Sink::means)
+                t[m] = _mm512_dpbusd_epi32(t[m], d[m], _mm512_xor_si512(d[m], flip));
             }
           }
           for (int m = 0; m < 4; ++m) sums[c][m] = s[m], sums[c][4 + m] = t[m];
@@ -812,21 +816,27 @@ ZM_TARGET_AVX512_VNNI void column_sums_u8_vnni(const uint8_t* x, int64_t row_str
     column_sums_u8_vnni_impl<U8Sink::totals>(x, row_stride, rows, lanes, out);
 }
 
-// Each lane's mean and M2 (m2 may be null) of rows <= kU8BlockRows rows, straight from the
-// block's 32-bit sums: no int64 totals to clear, add into and read back.
+// Each lane's mean and M2 (m2 may be null: the mean alone) of rows <= kU8BlockRows rows,
+// straight from the block's 32-bit sums: no int64 totals to clear, add into and read back.
 ZM_TARGET_AVX512 void column_moments_u8_avx512(const uint8_t* x, int64_t row_stride,
                                                int64_t rows, int64_t lanes, double* mean,
                                                double* m2) {
   U8Out out;
   out.mean = mean, out.m2 = m2;
-  column_sums_u8_avx512_impl<U8Sink::moments>(x, row_stride, rows, lanes, out);
+  if (m2)
+    column_sums_u8_avx512_impl<U8Sink::moments>(x, row_stride, rows, lanes, out);
+  else
+    column_sums_u8_avx512_impl<U8Sink::means>(x, row_stride, rows, lanes, out);
 }
 ZM_TARGET_AVX512_VNNI void column_moments_u8_vnni(const uint8_t* x, int64_t row_stride,
                                                   int64_t rows, int64_t lanes, double* mean,
                                                   double* m2) {
   U8Out out;
   out.mean = mean, out.m2 = m2;
-  column_sums_u8_vnni_impl<U8Sink::moments>(x, row_stride, rows, lanes, out);
+  if (m2)
+    column_sums_u8_vnni_impl<U8Sink::moments>(x, row_stride, rows, lanes, out);
+  else
+    column_sums_u8_vnni_impl<U8Sink::means>(x, row_stride, rows, lanes, out);
 }
 
 // A uint8 kernel as the SumsArgs of column_sums_for.
