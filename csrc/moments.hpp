@@ -862,7 +862,14 @@ template <class T> SumsArgs* column_sums_for(Level level) {
 // S1 += column sums and S2 += column sums of squares of a C-contiguous (rows, lanes) block.
 // Wide rows are split by lanes (each thread owns its totals); narrow ones by rows, into
 // per-thread partial totals added afterwards.
-constexpr int64_t kShortRowLanes = 4096;
+// Whether threads should split a column reduction by rows rather than by lanes: short rows
+// (per-channel sums, CIFAR images: 3 KB) over many rows, so that each thread reads one
+// contiguous range; split by lanes, each read half of every 3 KB row, at 0.6x the speed.
+inline bool split_by_rows(int64_t lanes, int64_t rows, int threads) {
+  constexpr int64_t kShortRowLanes = 4096;
+  return lanes <= kShortRowLanes && rows >= 32 * threads;
+}
+
 template <class T>
 void add_column_sums(const T* x, int64_t rows, int64_t lanes, int64_t* s1, int64_t* s2,
                      int requested_threads) {
@@ -876,12 +883,9 @@ void add_column_sums(const T* x, int64_t rows, int64_t lanes, int64_t* s1, int64
       requested_threads, rows * lanes * int64_t(sizeof(T)) / kBytesPerThread)));
   constexpr int64_t kLine = 64;  // lanes a task boundary is rounded to
   const int64_t lines = (lanes + kLine - 1) / kLine;
-  // Short rows (per-channel sums) are split by rows, so each thread reads one contiguous
-  // range; split by lanes, each read half of every 3 KB row, at 0.6x the speed.
-  const bool by_rows = lanes <= kShortRowLanes && rows >= 32 * threads;
   if (threads == 1) {
     sums(x, lanes, rows, lanes, s1, s2);
-  } else if (lines >= 4 * threads && !by_rows) {
+  } else if (lines >= 4 * threads && !split_by_rows(lanes, rows, threads)) {
     parallel_tasks(threads, threads, [&](int64_t t) {
       int64_t l0, l1;
       split_range(lines, threads, t, l0, l1);
@@ -1079,10 +1083,8 @@ bool exact_column_moments(const char* base, const Space& outer, int64_t lanes,
     const int64_t n_outer = outer.size(), lines = (lanes + 63) / 64;
     const int64_t lane_parts =
         n_outer >= threads ? 1 : std::min<int64_t>(lines, (threads + n_outer - 1) / n_outer);
-    // A single output of short rows (per-pixel CIFAR: 3 KB) is split by rows, as in
-    // add_column_sums: split by lanes, each thread would read half of every row.
-    const bool by_rows = n_outer == 1 && lanes <= kShortRowLanes && count >= 32 * threads &&
-                         !one_block;
+    // A single output (the one-block kernel needs all rows of its lanes).
+    const bool by_rows = n_outer == 1 && !one_block && split_by_rows(lanes, count, threads);
     if (threads == 1 || (n_outer * lane_parts >= threads && lines >= 4 * lane_parts && !by_rows)) {
       // Each task owns whole outputs: (outer index, lane range) units, in tiles of lanes.
       const int64_t units = n_outer * lane_parts;
