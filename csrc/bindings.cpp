@@ -265,7 +265,7 @@ void affine(const py::array& x, int64_t x_offset, const py::array& mean, const p
         coef.shape(2) != 16 || state.ndim() != 1 || state.shape(0) != groups ||
         x.dtype().char_() != 'B' || (out.dtype().char_() != 'f' && out.dtype().char_() != 'e'))
       throw py::value_error("affine: the pixel form does not match the statistics");
-    pixel = {coef.data(), state.data(), head};
+    pixel = {coef.data(), coef.data() + 64 * groups, state.data(), head};  // see pixel_form
     form_ptr = &pixel;
   }
   const char in_type = x.dtype().char_(), out_type = out.dtype().char_();

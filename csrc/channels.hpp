@@ -224,10 +224,10 @@ ZM_TARGET_AVX512 ZM_INLINE __m512i float_keys(__m512 v) {  // monotone integers 
 
 ZM_TARGET_AVX512 inline void pixel_form_groups_avx512(const double* mean, const double* inv,
                                                       int64_t g0, int64_t g1, bool half,
-                                                      float* coef, uint8_t* state) {
+                                                      float* coef, float* fix, uint8_t* state) {
   for (int64_t g = g0; g < g1; ++g) {
     const int64_t j0 = 16 * g;
-    float* k = coef + 16 * kFormFloats * g;  // the group's k, r, r_low, b, fix_x, fix_y
+    float* k = coef + 64 * g;  // the group's k, r, r_low, b
     float* r = k + 16;
     float* r_low = k + 32;
     float* b = k + 48;
@@ -287,28 +287,30 @@ ZM_TARGET_AVX512 inline void pixel_form_groups_avx512(const double* mean, const 
       has_fix |= missed;
       fixed = true;
     }
-    std::memcpy(k + 64, fix_x, sizeof fix_x);
-    std::memcpy(k + 80, fix_y, sizeof fix_y);
+    std::memcpy(fix + 32 * g, fix_x, sizeof fix_x);
+    std::memcpy(fix + 32 * g + 16, fix_y, sizeof fix_y);
     state[g] = !usable ? 0 : fixed ? 2 : 1;
   }
 }
 
 #endif
 
-// coef: 16 * kFormFloats floats a group (PixelForm); state: n / 16 group states. Columns
-// past the last whole group are left to the float64 loop.
+// coef: 16 * kFormFloats floats a group, the groups' k, r, r_low, b (64 floats each) and
+// then their fix_x, fix_y (32 each; see PixelForm); state: n / 16 group states. Columns past
+// the last whole group are left to the float64 loop.
 inline void pixel_form(const double* mean, const double* inv, int64_t n, bool half, float* coef,
                        uint8_t* state, int requested_threads) {
+  float* const fix = coef + 64 * (n / 16);
   const int64_t groups = n / 16;
 #if ZMFAST_X86_DISPATCH
   const int threads = threads_for(requested_threads, groups * 256 * 16);
   parallel_tasks(threads, threads, [&](int64_t t) {
     int64_t g0, g1;
     split_range(groups, threads, t, g0, g1);
-    pixel_form_groups_avx512(mean, inv, g0, g1, half, coef, state);
+    pixel_form_groups_avx512(mean, inv, g0, g1, half, coef, fix, state);
   });
 #else
-  (void)mean, (void)inv, (void)half, (void)coef, (void)requested_threads;
+  (void)mean, (void)inv, (void)half, (void)coef, (void)fix, (void)requested_threads;
   for (int64_t g = 0; g < groups; ++g) state[g] = 0;
 #endif
 }

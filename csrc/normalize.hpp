@@ -129,23 +129,26 @@ ZM_INLINE void affine_run_impl(const char* x, int64_t xs, const double* mean, co
 }
 
 // Per-pixel statistics in the float32 form of channels.hpp, per column: y = fma(x - k, r,
-// fma(x - k, r_low, b)). Group g of 16 columns keeps its k, r, r_low, b, fix_x and fix_y
-// together at coef[96 g] (arrays n floats apart would alias the output rows modulo 4 KB,
-// which made this loop slower than the float64 one). pixel_form checked every column on all
-// 256 values; state[g] says what it found: 0, a column missed on two values or more (the
-// group takes the float64 loop); 1, none missed; 2, some columns missed on one value,
-// fix_x (int32, -1 for none), whose right result is fix_y (float32 bits, or half bits). The
-// pointers start at the block's first column, a multiple of 16.
+// fma(x - k, r_low, b)). Group g of 16 columns keeps its k, r, r_low and b together at
+// coef[64 g] (arrays n floats apart would alias the output rows modulo 4 KB, which made this
+// loop slower than the float64 one), and its fix_x and fix_y at fix[32 g], apart: most groups
+// have no fix, and the loop is bound by its loads of the form, not by arithmetic.
+// pixel_form checked every column on all 256 values; state[g] says what it found: 0, a column
+// missed on two values or more (the group takes the float64 loop); 1, none missed; 2, some
+// columns missed on one value, fix_x (int32, -1 for none), whose right result is fix_y
+// (float32 bits, or half bits). The pointers start at the block's first column, a multiple
+// of 16.
 // The groups start `head` columns into the rows, where an output row that is not on a cache
 // line reaches one, so that the form's stores can stream; each row's head takes a masked
 // float64 step. Outputs that do not stream take head 0.
-constexpr int kFormFloats = 6;  // per column
+constexpr int kFormFloats = 6;  // per column: 4 in coef, 2 in fix
 struct PixelForm {
   const float* coef;
+  const float* fix;
   const uint8_t* state;
   int64_t head;
   PixelForm shifted(int64_t columns) const {  // columns past the head, a multiple of 16
-    return {coef + kFormFloats * columns, state + columns / 16, 0};
+    return {coef + 4 * columns, fix + 2 * columns, state + columns / 16, 0};
   }
 };
 
@@ -307,10 +310,12 @@ ZM_TARGET_AVX512 void affine_u8_rows_form_avx512(const uint8_t* x, int64_t x_row
                                stream);
       continue;
     }
-    const float* group = form.coef + kFormFloats * (i - head);
+    const float* group = form.coef + 4 * (i - head);
     const __m512 k = _mm512_loadu_ps(group), r = _mm512_loadu_ps(group + 16);
     const __m512 r_low = _mm512_loadu_ps(group + 32), b = _mm512_loadu_ps(group + 48);
-    const __m512i fix_x = _mm512_loadu_si512(group + 64), fix_y = _mm512_loadu_si512(group + 80);
+    const float* fixes = form.fix + 2 * (i - head);
+    const __m512i fix_x = state == 2 ? _mm512_loadu_si512(fixes) : _mm512_setzero_si512();
+    const __m512i fix_y = state == 2 ? _mm512_loadu_si512(fixes + 16) : _mm512_setzero_si512();
     for (int row = 0; row < rows; ++row) {
       const __m512i xi = _mm512_cvtepu8_epi32(
           _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + row * x_row + i)));
