@@ -119,9 +119,14 @@ py::tuple exact_moments(const py::array& x, int64_t features, int64_t lanes) {
     py::gil_scoped_release release;
     std::vector<int64_t> s1(size_t(lanes), 0), s2(size_t(lanes), 0);
     const int64_t rows = size / lanes, tail = size % lanes;
-    if (rows) add_rows(type, p, rows, lanes, s1.data(), s2.data(), threads);
-    if (tail)  // whole periods of the statistics: lane j still maps to j % features
-      add_rows(type, p + rows * lanes * x.itemsize(), 1, tail, s1.data(), s2.data(), threads);
+    // One or three uint8 channels: each channel's sums in lane f, read in one linear pass.
+    if (type == 'B' && zm::add_channel_sums(reinterpret_cast<const uint8_t*>(p), size,
+                                            int(features), s1.data(), s2.data(), threads)) {
+    } else {
+      if (rows) add_rows(type, p, rows, lanes, s1.data(), s2.data(), threads);
+      if (tail)  // whole periods of the statistics: lane j still maps to j % features
+        add_rows(type, p + rows * lanes * x.itemsize(), 1, tail, s1.data(), s2.data(), threads);
+    }
     const int64_t n = size / features;
     for (int64_t f = 0; f < features; ++f) {
       int64_t a = 0, b = 0;
@@ -186,6 +191,17 @@ class ColumnSums {
     int64_t* s1 = s1_.mutable_data();
     int64_t* s2 = s2_.mutable_data();
     const int threads = g_threads.load();
+    bool by_channel = false;  // one or three uint8 channels: each channel's sums in lane f
+    if (type == 'B' && features_ <= 3) {
+      py::gil_scoped_release release;
+      by_channel = zm::add_channel_sums(reinterpret_cast<const uint8_t*>(p), size,
+                                        int(features_), s1, s2, threads);
+    }
+    if (by_channel) {
+      count[0] += size / features_;
+      samples_.mutable_data()[0] += a.shape(0);
+      return true;
+    }
     // uint8 rows go to the pending 32-bit sums where the AVX-512 kernel allows, sparing each
     // small batch the int64 flush; anything else adds to the int64 totals directly.
     const bool to_pending = type == 'B' && tail == 0 && rows <= zm::kPendingRows;
@@ -560,6 +576,8 @@ PYBIND11_MODULE(_core, m) {
       "Use a SIMD level (capped at the CPU's best); returns the level now in use.");
   m.def("vnni", []() { return zm::use_vnni(); },
         "Whether the AVX512-VNNI kernels (uint8 column sums) are in use.");
+  m.def("vbmi", []() { return zm::use_vbmi(); },
+        "Whether the AVX512-VBMI kernels (per-channel uint8 sums, with VNNI) are in use.");
   m.def("set_vnni", [](bool enabled) { return zm::set_vnni(enabled); }, py::arg("enabled"),
         "Allow the AVX512-VNNI kernels where the CPU has them (tests turn them off to run the "
         "plain AVX-512 ones); returns whether they are allowed now.");

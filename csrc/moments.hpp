@@ -846,6 +846,152 @@ void u8_totals(const void* x, int64_t rs, int64_t r, int64_t l, int64_t* a, int6
 }
 #endif
 
+// Bytes of uint8 sums a thread takes: they run at about 60 GB/s a thread, and a second one
+// costs a few us to start and merge (224x224x3 images, one thread against two: one image 3.1
+// against 4.0 us, two 5.8 against 6.7 us, four 11.3 against 9.7 us).
+constexpr int64_t kSumsBytesPerThread = int64_t(256) << 10;
+
+// Per-channel sums of interleaved uint8 pixels of 1 or 3 channels (a grayscale or RGB batch
+// reduced to its channels, or to one value), read as one linear stream. vpdpbusd adds the
+// four bytes of each dword, so each dword must hold one channel: a 192-byte step (64 RGB
+// pixels, three vectors) becomes three vectors of one-channel dwords, each by one two-source
+// byte permute (VBMI), with the quotas of kChannelQuota. S1 is summed against ones and S2 as
+// x (x - 128) + 128 x, as in the column kernels, in 16 lanes per permuted vector whose
+// channels are folded at each flush. No per-lane sums to keep (the column kernels' tile of
+// 3,072 lanes, visited once per 16 rows) and only the batch to read.
+#if ZMFAST_X86_DISPATCH
+// Steps a set of 32-bit lanes takes between flushes into int64: a lane gains at most 4 * 255
+// (S1) and 4 * 127 * 255 (S2 - 128 S1) a step, so 16,384 steps stay below 2^31.
+constexpr int64_t kChannelFlushSteps = 16384;
+// Permuted vector v takes kChannelQuota[v][s][c] bytes of channel c from its source s, the
+// step's vectors (0, 1), (1, 2) and (0, 2). Each vector's channel c holds 22 or 21 bytes
+// (bytes 64 q + i, channel (64 q + i) % 3); the quotas use each byte once and give every
+// permuted vector a multiple of four bytes of each channel.
+constexpr int kChannelSources[3][2] = {{0, 1}, {1, 2}, {0, 2}};
+constexpr int kChannelQuota[3][2][3] = {{{4, 4, 0}, {20, 20, 16}},
+                                        {{1, 2, 5}, {19, 18, 19}},
+                                        {{18, 17, 21}, {2, 3, 3}}};
+
+// The byte indices of the three permutes (into their two source vectors) and the channel of
+// each dword lane they fill, built once from kChannelQuota.
+struct ChannelPermutes {
+  alignas(64) uint8_t index[3][64];
+  uint8_t lane_channel[3][16];
+  ChannelPermutes() {
+    int next[3][3] = {};  // per step vector and channel: the bytes taken so far
+    for (int v = 0; v < 3; ++v) {
+      int at = 0;
+      for (int c = 0; c < 3; ++c)
+        for (int side = 0; side < 2; ++side) {
+          const int q = kChannelSources[v][side];
+          for (int taken = 0; taken < kChannelQuota[v][side][c]; ++taken) {
+            int i = next[q][c];
+            while ((64 * q + i) % 3 != c) ++i;  // the source's next byte of channel c
+            next[q][c] = i + 1;
+            if (at % 4 == 0) lane_channel[v][at / 4] = uint8_t(c);
+            index[v][at++] = uint8_t(64 * side + i);
+          }
+        }
+    }
+  }
+};
+
+inline const ChannelPermutes& channel_permutes() {
+  static const ChannelPermutes permutes;
+  return permutes;
+}
+
+template <int C>
+ZM_TARGET_AVX512_VBMI_VNNI void channel_sums_u8_vbmi(const uint8_t* x, int64_t steps,
+                                                     int64_t* s1, int64_t* s2) {
+  static_assert(C == 1 || C == 3, "one or three channels");
+  const ChannelPermutes& permutes = channel_permutes();
+  __m512i index[C];
+  for (int v = 0; v < C; ++v) index[v] = _mm512_load_si512(permutes.index[v]);
+  // The channel of each dword lane: one (channel 0) for C = 1.
+  const auto lane_channel = [&](int v, int lane) {
+    return C == 3 ? int(permutes.lane_channel[v][lane]) : 0;
+  };
+  const __m512i ones = _mm512_set1_epi8(1), flip = _mm512_set1_epi8(char(0x80));
+  // Steps a pass, each into its own sums: a sum's vpdpbusd waits for its last one (about
+  // 5 cycles), so one step's few vectors alone would wait on each other.
+  constexpr int kUnroll = C == 1 ? 4 : 2;
+  for (int64_t done = 0; done < steps;) {
+    const int64_t end = std::min(steps, done + kUnroll * kChannelFlushSteps);
+    __m512i sums[kUnroll][C], shifted[kUnroll][C];  // S1 and sum x (x - 128), per dword lane
+    for (int u = 0; u < kUnroll; ++u)
+      for (int v = 0; v < C; ++v) sums[u][v] = shifted[u][v] = _mm512_setzero_si512();
+    for (int64_t step = done; step < end; step += kUnroll) {
+      const int here = int(std::min<int64_t>(kUnroll, end - step));
+      for (int u = 0; u < kUnroll; ++u) {
+        if (u >= here) break;
+        const uint8_t* p = x + (step + u) * 64 * C;
+        __m512i in[C];
+        for (int q = 0; q < C; ++q) in[q] = _mm512_loadu_si512(p + 64 * q);
+        for (int v = 0; v < C; ++v) {
+          const __m512i dwords =
+              C == 3 ? _mm512_permutex2var_epi8(in[kChannelSources[v][0]], index[v],
+                                                in[kChannelSources[v][1]])
+                     : in[0];
+          sums[u][v] = _mm512_dpbusd_epi32(sums[u][v], dwords, ones);
+          shifted[u][v] =
+              _mm512_dpbusd_epi32(shifted[u][v], dwords, _mm512_xor_si512(dwords, flip));
+        }
+      }
+    }
+    for (int u = 0; u < kUnroll; ++u)
+      for (int v = 0; v < C; ++v) {
+        alignas(64) uint32_t lanes1[16];
+        alignas(64) int32_t lanes2[16];
+        _mm512_store_si512(lanes1, sums[u][v]);
+        _mm512_store_si512(lanes2, shifted[u][v]);
+        for (int lane = 0; lane < 16; ++lane) {
+          const int c = lane_channel(v, lane);
+          s1[c] += lanes1[lane];
+          s2[c] += int64_t(lanes2[lane]) + 128 * int64_t(lanes1[lane]);
+        }
+      }
+    done = end;
+  }
+}
+#endif
+
+// S1 += the per-channel sums and S2 += the sums of squares of `bytes` uint8 values of
+// interleaved pixels of `channels` channels (bytes a multiple of channels), exactly. Returns
+// false, doing nothing, where there is no such kernel: other channel counts, or a CPU or
+// level without VNNI and VBMI.
+inline bool add_channel_sums(const uint8_t* x, int64_t bytes, int channels, int64_t* s1,
+                             int64_t* s2, int requested_threads) {
+#if ZMFAST_X86_DISPATCH
+  if ((channels != 1 && channels != 3) || !use_vbmi()) return false;
+  const int64_t step_bytes = 64 * channels, steps = bytes / step_bytes;
+  const int threads = int(std::max<int64_t>(
+      1, std::min<int64_t>(requested_threads, bytes / kSumsBytesPerThread)));
+  std::vector<int64_t> partial(size_t(6 * threads), 0);  // per thread: S1, S2 of 3 channels
+  parallel_tasks(threads, threads, [&](int64_t t) {
+    int64_t k0, k1;
+    split_range(steps, threads, t, k0, k1);
+    int64_t* const own = partial.data() + 6 * t;
+    if (k0 >= k1) return;
+    if (channels == 3)
+      channel_sums_u8_vbmi<3>(x + k0 * step_bytes, k1 - k0, own, own + 3);
+    else
+      channel_sums_u8_vbmi<1>(x + k0 * step_bytes, k1 - k0, own, own + 3);
+  });
+  for (int t = 0; t < threads; ++t)
+    for (int c = 0; c < channels; ++c) s1[c] += partial[6 * t + c], s2[c] += partial[6 * t + 3 + c];
+  for (int64_t i = steps * step_bytes; i < bytes; ++i) {  // the last, partial step
+    const int64_t v = x[i];
+    s1[i % channels] += v;
+    s2[i % channels] += v * v;
+  }
+  return true;
+#else
+  (void)x, (void)bytes, (void)channels, (void)s1, (void)s2, (void)requested_threads;
+  return false;
+#endif
+}
+
 template <class T> SumsArgs* column_sums_for(Level level) {
 #if ZMFAST_X86_DISPATCH
   if constexpr (std::is_same<T, uint8_t>::value) {
@@ -875,12 +1021,8 @@ void add_column_sums(const T* x, int64_t rows, int64_t lanes, int64_t* s1, int64
                      int requested_threads) {
   if (rows == 0 || lanes == 0) return;
   SumsArgs* const sums = column_sums_for<T>(current_level());
-  // A thread per 256 KB: the sums run at about 60 GB/s a thread and a second one costs a
-  // few us to start and merge (224x224x3 images, one thread against two: one image 3.1 against
-  // 4.0 us, two 5.8 against 6.7 us, four 11.3 against 9.7 us).
-  constexpr int64_t kBytesPerThread = int64_t(256) << 10;
   const int threads = int(std::max<int64_t>(1, std::min<int64_t>(
-      requested_threads, rows * lanes * int64_t(sizeof(T)) / kBytesPerThread)));
+      requested_threads, rows * lanes * int64_t(sizeof(T)) / kSumsBytesPerThread)));
   constexpr int64_t kLine = 64;  // lanes a task boundary is rounded to
   const int64_t lines = (lanes + kLine - 1) / kLine;
   if (threads == 1) {

@@ -17,6 +17,9 @@
   __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")))
 #define ZM_TARGET_AVX512_VNNI \
   __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define ZM_TARGET_AVX512_VBMI_VNNI                                                      \
+  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx512vbmi,avx2," \
+                        "fma,f16c")))
 #include <immintrin.h>
 #else
 #define ZMFAST_X86_DISPATCH 0
@@ -91,6 +94,23 @@ inline std::atomic<bool>& vnni_slot() {
 inline bool use_vnni() {
   return vnni_slot().load(std::memory_order_relaxed) && current_level() == Level::avx512;
 }
+
+// AVX512-VBMI (byte permutes: Ice Lake, Zen 4; not Cascade Lake, which has VNNI): its kernels
+// run where the VNNI ones do, and only on CPUs that have both.
+inline bool has_vbmi() {
+#if ZMFAST_X86_DISPATCH
+  static const bool supported = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vbmi") != 0;
+  }();
+  return supported;
+#else
+  return false;
+#endif
+}
+
+// The VBMI kernels (which use VNNI too) in use: with VNNI allowed, on a CPU with VBMI.
+inline bool use_vbmi() { return use_vnni() && has_vbmi(); }
 
 inline bool set_vnni(bool wanted) {
   vnni_slot().store(wanted && detect_vnni());

@@ -89,6 +89,7 @@ def test_show_config_reports_the_level(capsys):
     out = capsys.readouterr().out
     assert f"simd: {core.simd_level()}" in out
     assert ("with VNNI" in out) == core.vnni()
+    assert ("and VBMI" in out) == core.vbmi()
     assert f"streaming stores: out= arrays from {core.stream_bytes() / 2**20:g} MiB" in out
 
 
@@ -172,14 +173,16 @@ def test_finish_spread_matches_numpy_bits(simd_level, size):
 
 
 def test_vnni_follows_the_level():
-    """The VNNI kernels run at the AVX-512 level only, and only where the CPU has them."""
+    """The VNNI kernels run at the AVX-512 level only, and only where the CPU has them; the
+    VBMI ones only with them."""
     before = core.simd_level()
     try:
         for level in LEVELS[:3]:
             if core.set_simd_level(level) == level:
                 assert core.vnni() == (level == "avx512" and core.set_vnni(True))
+                assert core.vbmi() <= core.vnni()
         core.set_simd_level(before)
-        assert not core.set_vnni(False) and not core.vnni()
+        assert not core.set_vnni(False) and not core.vnni() and not core.vbmi()
     finally:
         core.set_simd_level(before)
         core.set_vnni(True)
@@ -228,6 +231,62 @@ def test_per_channel_sums_switch_kernels_by_size():
         exact = [float(Fraction(n * int((c * c).sum()) - int(c.sum()) ** 2, n * n))
                  for c in big.T]
         np.testing.assert_allclose(zm.var(batches[1], axis=(0, 1, 2)), exact, rtol=1e-15)
+
+
+def _exact_channel_moments(flat, features):
+    """(mean, M2) per channel from exact integer sums (value histograms), with the integer
+    shift and float64 steps of RunningSums.moments, which exact_moments follows bit for bit."""
+    sums = zm._stats.RunningSums(flat.dtype, 1, (features,), stream=False, lanes=features)
+    values = np.arange(256, dtype=np.int64)
+    for c in range(features):
+        counts = np.bincount(flat[c::features], minlength=256).astype(np.int64)
+        sums.s1[c], sums.s2[c] = counts @ values, counts @ (values * values)
+    sums.counter[0] = flat.size // features
+    moments = sums.moments()
+    return moments.mean, moments.m2
+
+
+@pytest.fixture(scope="module")
+def channel_batches():
+    """Flat uint8 pixels of 1 and 3 channels: partial 64-pixel steps, starts off the vector,
+    and 140,000 steps of values near 255, past the 32-bit lanes' limit (16,577 steps of
+    4 * 255 * 127) even for two threads that each keep four sets of lanes."""
+    rng = np.random.default_rng(14)
+    batches = {}
+    for features in (1, 3):
+        cases = [rng.integers(0, 256, n * features, dtype=np.uint8)
+                 for n in (1, 21, 63, 64, 65, 127, 128, 129, 200, 1000, 50_177)]
+        offset = rng.integers(0, 256, 3 * 4099, dtype=np.uint8)
+        cases += [offset[3 * k:] for k in (1, 5, 7)]  # whole pixels, unaligned starts
+        big = 140_000 * 64 * features + 7 * features
+        cases += [rng.integers(254, 256, big, dtype=np.uint8)]
+        batches[features] = [(flat, _exact_channel_moments(flat, features)) for flat in cases]
+    return batches
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("features", [1, 3])
+def test_channel_sums_every_level(simd_level, channel_batches, features, threads):
+    """Per-channel and global uint8 moments (with VNNI and VBMI: one linear pass whose
+    permuted dwords each hold one channel) equal exact integer arithmetic, in one call and
+    in the streaming accumulator of StandardScaler."""
+    before = zm.get_num_threads()
+    zm.set_num_threads(threads)
+    try:
+        for flat, (want_mean, want_m2) in channel_batches[features]:
+            mean, m2 = core.exact_moments(flat, features, 64 * features)
+            np.testing.assert_array_equal(mean, want_mean)
+            np.testing.assert_array_equal(m2, want_m2)
+        images = np.random.default_rng(15).integers(0, 256, (40, 31, 29, features),
+                                                    dtype=np.uint8)
+        scaler = zm.StandardScaler(axis=(0, 1, 2))
+        for start in range(0, 40, 7):
+            scaler.partial_fit(images[start:start + 7])
+        want_mean, want_m2 = _exact_channel_moments(images.reshape(-1), features)
+        np.testing.assert_array_equal(scaler.moments_.mean, want_mean)
+        np.testing.assert_array_equal(scaler.moments_.m2, want_m2)
+    finally:
+        zm.set_num_threads(before)
 
 
 def test_streaming_sums_survive_a_level_change(simd_level):

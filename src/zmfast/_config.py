@@ -136,6 +136,13 @@ def get_num_threads():
     return _num_threads
 
 
+def _extensions(core):
+    """The AVX-512 extensions whose kernels are in use, as show_config words them."""
+    if not core.vnni():
+        return ""
+    return " with VNNI and VBMI" if core.vbmi() else " with VNNI"
+
+
 def show_config(file=None):
     """Print the version, the backend and why it is in force, OpenMP, threads and build flags.
 
@@ -152,7 +159,7 @@ def show_config(file=None):
         core = _load("cpp")._core
         lines += [f"extension: {core.__file__}",
                   f"openmp: {'yes' if core.openmp else 'no (single-threaded build)'}",
-                  f"simd: {core.simd_level()}{' with VNNI' if core.vnni() else ''} "
+                  f"simd: {core.simd_level()}{_extensions(core)} "
                   f"(best on this CPU: {core.best_simd_level()}; "
                   "ZMFAST_SIMD=baseline|avx2|avx512 caps it)",
                   f"streaming stores: out= arrays from {core.stream_bytes() / 2**20:g} MiB "
