@@ -21,7 +21,9 @@ appends them to its report):
   memory speed drifts between minutes (this one does, up to 2x) moves both sides alike.
   Targets: standardize within 1.25x of the convert floor (into ``out=`` against the floor
   into the same buffer; into a new array against the floor into a fresh ``np.empty`` each
-  call), ``zm.moments`` within 1.3x of the read floor.
+  call), ``zm.moments`` within 1.3x of the read floor. And issue 4's ``partial_fit`` over
+  64-image cifar batches against one ``fit`` of the whole batch, in alternating rounds the
+  same way (bench/test_bench_estimators.py times the two in sequence). Target: within 1.5x.
 
 Every zmfast result is checked once against float64 NumPy outside the timed region.
 """
@@ -46,7 +48,11 @@ COMPARISONS = {
                           "target": {"kind": "slowdown", "value": 1.25}},
     "interleaved-moments": {"label": "moments against the read floor, interleaved rounds",
                             "target": {"kind": "slowdown", "value": 1.3}},
+    "interleaved-partial-fit": {"label": "StandardScaler(axis=0) partial_fit over 64-image "
+                                         "batches against fit, interleaved rounds",
+                                "target": {"kind": "slowdown", "value": 1.5}},
 }
+PARTIAL_FIT_BATCH = 64  # images per partial_fit, as in bench/test_bench_estimators.py
 INTERLEAVED_ROUNDS = 41
 
 
@@ -183,7 +189,7 @@ CASES = _cases()
 # --- interleaved rounds: zmfast and its floor alternate ---------------------------------
 
 def _interleaved_cases():
-    """(workload, comparison, name, code, build(x) -> (candidate, floors), check)."""
+    """(workload, comparison, name, code, build(x) -> (candidate, floors), baseline)."""
     rows = []
     for workload in F16_WORKLOADS:
         for stats, per_pixel, channels_first in (("pixel", True, False),
@@ -195,10 +201,15 @@ def _interleaved_cases():
                              f"{stats}-{'out' if reused else 'new'}",
                              f"zm.standardize(x, m, s{', out=buf' * reused}{layout})"
                              f"  # per {'pixel' if per_pixel else 'channel'}",
-                             _interleaved_standardize(per_pixel, channels_first, reused)))
+                             _interleaved_standardize(per_pixel, channels_first, reused),
+                             "floor"))
         for name, axis in (("pixel-moments", 0), ("channel-moments", (0, 1, 2))):
             rows.append((workload, "interleaved-moments", name, f"zm.moments(x, axis={axis})",
-                         _interleaved_moments(axis)))
+                         _interleaved_moments(axis), "floor"))
+    cifar = next(w for w in F16_WORKLOADS if w.name == "cifar")
+    rows.append((cifar, "interleaved-partial-fit", f"partial{PARTIAL_FIT_BATCH}",
+                 f"for b in batches: scaler.partial_fit(b)  # {PARTIAL_FIT_BATCH} images each",
+                 _interleaved_partial_fit, "fit"))
     return rows
 
 
@@ -230,6 +241,21 @@ def _interleaved_moments(axis):
     return build
 
 
+def _interleaved_partial_fit(x):
+    """A fresh StandardScaler(axis=0) fed the batch in views of PARTIAL_FIT_BATCH images,
+    against one fit of the whole batch."""
+    batches = [x[start:start + PARTIAL_FIT_BATCH] for start in range(0, len(x),
+                                                                      PARTIAL_FIT_BATCH)]
+
+    def partial_fits():
+        scaler = zm.StandardScaler(axis=0)
+        for batch in batches:
+            scaler.partial_fit(batch)
+        return scaler
+
+    return partial_fits, (lambda: zm.StandardScaler(axis=0).fit(x),)
+
+
 def interleaved_times(candidate, floors, rounds):
     """Per round, the candidate's time and the fastest floor's, in a rotating order."""
     import time
@@ -250,7 +276,7 @@ def interleaved_times(candidate, floors, rounds):
 @pytest.mark.parametrize("row", [pytest.param(r, id=f"{r[0].name}-{r[2]}")
                                  for r in _interleaved_cases()])
 def test_interleaved_target(benchmark, row, workload_data):
-    workload, comparison, name, code, build = row
+    workload, comparison, name, code, build, baseline = row
     unavailable = backend_unavailable("cpp")
     if unavailable:
         pytest.skip(unavailable)
@@ -266,7 +292,7 @@ def test_interleaved_target(benchmark, row, workload_data):
         "suite": "targets", "data": workload.name, "shape": list(workload.shape),
         "dtype": workload.dtype, "comparison": comparison,
         "comparison_label": spec["label"], "target": spec["target"], "implementation": name,
-        "backend": "cpp", "role": "candidate", "baseline": "floor", "code": code,
+        "backend": "cpp", "role": "candidate", "baseline": baseline, "code": code,
         "threads": zm.get_num_threads(),
         "interleaved": {"rounds": INTERLEAVED_ROUNDS,
                         "candidate": float(np.median(candidate_times)),
