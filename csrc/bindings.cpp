@@ -98,6 +98,26 @@ void add_sums(const py::array& x, int64_t rows, int64_t lanes,
   add_rows(type, p, rows, lanes, a, b, threads);
 }
 
+// S1[c] += the sums and S2[c] += the sums of squares of channel c of C-contiguous uint8 x
+// read as pixels of `features` channels, where the linear per-channel kernel applies (one or
+// three channels, AVX512-VNNI and VBMI); returns false, adding nothing, elsewhere.
+bool add_channel_sums(const py::array& x, int64_t features, py::array_t<int64_t, 0> s1,
+                      py::array_t<int64_t, 0> s2) {
+  if (!(x.flags() & py::array::c_style) || features < 1 || x.size() % features != 0)
+    throw std::invalid_argument("add_channel_sums: x must be C-contiguous whole pixels");
+  if (!(s1.flags() & py::array::c_style) || !(s2.flags() & py::array::c_style) ||
+      int64_t(s1.size()) < features || int64_t(s2.size()) < features)
+    throw std::invalid_argument("add_channel_sums: s1 and s2 must be contiguous int64 of at "
+                                "least `features` values");
+  if (x.dtype().char_() != 'B') return false;
+  const auto* p = static_cast<const uint8_t*>(x.data());
+  int64_t* a = s1.mutable_data();
+  int64_t* b = s2.mutable_data();
+  const int threads = g_threads.load();
+  py::gil_scoped_release release;
+  return zm::add_channel_sums(p, int64_t(x.size()), int(features), a, b, threads);
+}
+
 // Moments (mean, M2) of a C-contiguous 8/16-bit integer x over its leading axes, for
 // `features` statistics, in one call: exact int64 sums over `lanes` (a multiple of
 // features), folded, then the same integer shift and float64 steps as
@@ -507,6 +527,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("moments", &moments, "Moments (mean, M2) of a canonical strided reduction.");
   m.def("add_sums", &add_sums,
         "S1 += x.sum(0) and S2 += (x * x).sum(0), exactly, for integer x of shape (rows, lanes).");
+  m.def("add_channel_sums", &add_channel_sums, py::arg("x"), py::arg("features"),
+        py::arg("s1"), py::arg("s2"),
+        "S1[c], S2[c] += the sums (of squares) of channel c of uint8 pixels, in one linear "
+        "pass where the CPU allows (returns whether it did).");
   m.def("exact_moments", &exact_moments, py::arg("x"), py::arg("features"), py::arg("lanes"),
         "(mean, M2) of integer x over its leading axes from exact sums, in one call.");
   m.def(

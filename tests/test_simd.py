@@ -282,11 +282,33 @@ def test_channel_sums_every_level(simd_level, channel_batches, features, threads
         scaler = zm.StandardScaler(axis=(0, 1, 2))
         for start in range(0, 40, 7):
             scaler.partial_fit(images[start:start + 7])
+        fitted = zm.StandardScaler(axis=(0, 1, 2)).fit(images)  # one batch: RunningSums.add
         want_mean, want_m2 = _exact_channel_moments(images.reshape(-1), features)
-        np.testing.assert_array_equal(scaler.moments_.mean, want_mean)
-        np.testing.assert_array_equal(scaler.moments_.m2, want_m2)
+        for fit in (scaler, fitted):
+            np.testing.assert_array_equal(fit.moments_.mean, want_mean)
+            np.testing.assert_array_equal(fit.moments_.m2, want_m2)
     finally:
         zm.set_num_threads(before)
+
+
+def test_add_channel_sums_checks_its_arrays():
+    """_core.add_channel_sums adds where its kernel applies and says so; it never reads past
+    its arrays."""
+    x = np.arange(12, dtype=np.uint8)
+    s1, s2 = np.zeros(3, np.int64), np.zeros(3, np.int64)
+    applies = core.vbmi()
+    assert core.add_channel_sums(x, 3, s1, s2) == applies
+    if applies:
+        np.testing.assert_array_equal(s1, [18, 22, 26])
+        np.testing.assert_array_equal(s2, [126, 166, 214])
+    assert not core.add_channel_sums(x.astype(np.uint16), 3, s1[:3].copy(), s2[:3].copy())
+    assert not core.add_channel_sums(np.zeros(8, np.uint8), 2, s1.copy(), s2.copy())
+    with pytest.raises(ValueError):  # not whole pixels
+        core.add_channel_sums(x[:11], 3, s1, s2)
+    with pytest.raises(ValueError):  # strided
+        core.add_channel_sums(np.zeros(24, np.uint8)[::2], 3, s1, s2)
+    with pytest.raises(ValueError):  # sums shorter than the channels
+        core.add_channel_sums(x, 3, s1[:2], s2)
 
 
 def test_streaming_sums_survive_a_level_change(simd_level):

@@ -24,6 +24,13 @@ def add_sums(x, rows, lanes, s1, s2):
     _core.add_sums(x, rows, lanes, s1, s2)
 
 
+def add_channel_sums(x, features, s1, s2):
+    """``S1[c] += `` the sum and ``S2[c] += `` the sum of squares of channel ``c`` of the
+    C-contiguous pixels ``x`` (``features`` channels), in one linear pass; False, adding
+    nothing, where there is no such kernel (see ``_core.add_channel_sums``)."""
+    return _core.add_channel_sums(x, features, s1, s2)
+
+
 def exact_moments(x, features, lanes):
     """(mean, M2) of integer ``x`` over its leading axes, as ``RunningSums(stream=False)``
     would give them, in one call."""
