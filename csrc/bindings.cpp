@@ -140,13 +140,12 @@ py::tuple exact_moments(const py::array& x, int64_t features, int64_t lanes) {
     std::vector<int64_t> s1(size_t(lanes), 0), s2(size_t(lanes), 0);
     const int64_t rows = size / lanes, tail = size % lanes;
     // One or three uint8 channels: each channel's sums in lane f, read in one linear pass.
-    if (type == 'B' && zm::add_channel_sums(reinterpret_cast<const uint8_t*>(p), size,
-                                            int(features), s1.data(), s2.data(), threads)) {
-    } else {
-      if (rows) add_rows(type, p, rows, lanes, s1.data(), s2.data(), threads);
-      if (tail)  // whole periods of the statistics: lane j still maps to j % features
-        add_rows(type, p + rows * lanes * x.itemsize(), 1, tail, s1.data(), s2.data(), threads);
-    }
+    const bool by_channel =
+        type == 'B' && zm::add_channel_sums(reinterpret_cast<const uint8_t*>(p), size,
+                                            int(features), s1.data(), s2.data(), threads);
+    if (rows && !by_channel) add_rows(type, p, rows, lanes, s1.data(), s2.data(), threads);
+    if (tail && !by_channel)  // whole periods of the statistics: lane j still maps to j % features
+      add_rows(type, p + rows * lanes * x.itemsize(), 1, tail, s1.data(), s2.data(), threads);
     const int64_t n = size / features;
     for (int64_t f = 0; f < features; ++f) {
       int64_t a = 0, b = 0;

@@ -300,8 +300,8 @@ ZM_TARGET_AVX512 inline void pixel_form_groups_avx512(const double* mean, const 
 // the last whole group are left to the float64 loop.
 inline void pixel_form(const double* mean, const double* inv, int64_t n, bool half, float* coef,
                        uint8_t* state, int requested_threads) {
-  float* const fix = coef + 64 * (n / 16);
   const int64_t groups = n / 16;
+  float* const fix = coef + 64 * groups;
 #if ZMFAST_X86_DISPATCH
   const int threads = threads_for(requested_threads, groups * 256 * 16);
   parallel_tasks(threads, threads, [&](int64_t t) {
