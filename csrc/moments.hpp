@@ -992,6 +992,18 @@ inline bool add_channel_sums(const uint8_t* x, int64_t bytes, int channels, int6
 #endif
 }
 
+// sums[0] += the sum and sums[1] += the sum of squares of `n` contiguous uint8 values, on the
+// calling thread (the caller checked use_vbmi()).
+inline void channel_sums_run_u8(const uint8_t* x, int64_t n, int64_t* sums) {
+#if ZMFAST_X86_DISPATCH
+  const int64_t steps = n / 64;
+  channel_sums_u8_vbmi<1>(x, steps, sums, sums + 1);
+  for (int64_t i = 64 * steps; i < n; ++i) sums[0] += x[i], sums[1] += int64_t(x[i]) * x[i];
+#else
+  for (int64_t i = 0; i < n; ++i) sums[0] += x[i], sums[1] += int64_t(x[i]) * x[i];
+#endif
+}
+
 template <class T> SumsArgs* column_sums_for(Level level) {
 #if ZMFAST_X86_DISPATCH
   if constexpr (std::is_same<T, uint8_t>::value) {
@@ -1277,6 +1289,76 @@ bool exact_column_moments(const char* base, const Space& outer, int64_t lanes,
   }
 }
 
+// Row reductions of uint8 whose innermost reduced run is contiguous and long (per-image
+// statistics; per-channel statistics of NCHW batches, each channel plane a run): every run
+// summed exactly by the linear one-channel kernel, then each output's mean and M2 from its
+// int64 (n, S1, S2) as in exact_column_moments. Returns false (doing nothing) elsewhere:
+// other types, short or strided runs, no VNNI and VBMI, or counts that could overflow.
+constexpr int64_t kExactRunMin = 1024;  // shorter runs keep the row kernels
+template <class T, bool kWantM2>
+bool exact_row_moments(const char* base, const Space& kept, const Space& rows, int64_t run,
+                       int64_t run_stride, double* mean_out, double* m2_out, int threads) {
+  if constexpr (!std::is_same<T, uint8_t>::value) {
+    (void)base, (void)kept, (void)rows, (void)run, (void)run_stride, (void)mean_out;
+    (void)m2_out, (void)threads;
+    return false;
+  } else {
+    const int64_t outputs = kept.size(), per_output = rows.size(), count = per_output * run;
+    if (run_stride != 1 || run < kExactRunMin || count > exact_rows_limit<T>() || !use_vbmi())
+      return false;
+    std::vector<int64_t> sums(size_t(2 * outputs), 0);  // S1, S2 of each output
+    // Each thread takes a range of (output, row) pairs, so that a few outputs (three channel
+    // planes) still share out evenly; the outputs at a range's ends get partial sums.
+    std::vector<int64_t> edges(size_t(4 * threads), 0);  // per thread: S1, S2 of its first
+    const int64_t pairs = outputs * per_output;           // and of its last output
+    parallel_tasks(threads, threads, [&](int64_t t) {
+      int64_t p0, p1;
+      split_range(pairs, threads, t, p0, p1);
+      if (p0 >= p1) return;
+      const int64_t first = p0 / per_output, last = (p1 - 1) / per_output;
+      Counter output(kept, first), row(rows, p0 % per_output);
+      int64_t r = p0 % per_output, o = first;
+      int64_t s[2] = {0, 0};
+      for (int64_t p = p0; p < p1; ++p) {
+        channel_sums_run_u8(reinterpret_cast<const uint8_t*>(base + output.offset[0] +
+                                                             row.offset[0]),
+                            run, s);
+        if (++r == per_output || p + 1 == p1) {  // the output's last row here
+          int64_t* at = o == first ? &edges[size_t(4 * t)]
+                        : o == last ? &edges[size_t(4 * t + 2)]
+                                    : &sums[size_t(2 * o)];
+          at[0] += s[0], at[1] += s[1];
+          s[0] = s[1] = 0;
+          r = 0;
+          row.seek(0);
+          output.next();
+          ++o;
+        } else {
+          row.next();
+        }
+      }
+    });
+    for (int t = 0; t < threads; ++t) {  // the edges, added in order (one thread at a time)
+      int64_t p0, p1;
+      split_range(pairs, threads, t, p0, p1);
+      if (p0 >= p1) continue;
+      const int64_t first = p0 / per_output, last = (p1 - 1) / per_output;
+      sums[size_t(2 * first)] += edges[size_t(4 * t)];
+      sums[size_t(2 * first + 1)] += edges[size_t(4 * t + 1)];
+      if (last != first) {
+        sums[size_t(2 * last)] += edges[size_t(4 * t + 2)];
+        sums[size_t(2 * last + 1)] += edges[size_t(4 * t + 3)];
+      }
+    }
+    StoreExactArgs* const store_exact = store_exact_for<kWantM2>(current_level());
+    Counter output(kept, 0);
+    for (int64_t o = 0; o < outputs; ++o, output.next())
+      store_exact(count, &sums[size_t(2 * o)], &sums[size_t(2 * o + 1)], 1,
+                  mean_out + output.offset[1], kWantM2 ? m2_out + output.offset[1] : nullptr, 1);
+    return true;
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // The whole reduction. `kept` dims: array 0 = x byte strides, array 1 = output element
 // strides. `red` dims: array 0 = x byte strides, innermost (smallest stride) last.
@@ -1379,6 +1461,9 @@ void reduce_moments(const char* base, const Space& kept, const Space& red, doubl
     run = red.extent[red.nd - 1];
     run_stride = red.stride[0][red.nd - 1];
   }
+  if (exact_row_moments<T, kWantM2>(base, kept, outer_red, run, run_stride, mean_out, m2_out,
+                                    threads))
+    return;
   if (outputs >= threads) {
     parallel_tasks(threads, threads, [&](int64_t t) {
       int64_t o0, o1;

@@ -291,6 +291,38 @@ def test_channel_sums_every_level(simd_level, channel_batches, features, threads
         zm.set_num_threads(before)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape,axis", [((5, 3, 37, 41), (0, 2, 3)),  # NCHW per channel
+                                        ((7, 40, 40, 3), (1, 2, 3)),  # per image
+                                        ((4, 3, 50, 50), (2, 3)),  # per image and channel
+                                        ((3, 2, 1100), (0, 2)),  # two planes, three images
+                                        ((9, 3, 20, 20), (0, 2, 3))],  # runs too short
+                         ids=str)
+def test_row_sums_every_level(simd_level, shape, axis, threads):
+    """uint8 row reductions over long contiguous runs (with VNNI and VBMI: each run summed
+    exactly by the linear kernel, threads sharing (output, row) pairs) give the exact
+    moments, rounded once: checked against rational arithmetic, extreme values included."""
+    rng = np.random.default_rng(16)
+    x = rng.integers(0, 256, shape, dtype=np.uint8)
+    x.reshape(-1)[::7] = 255
+    before = zm.get_num_threads()
+    zm.set_num_threads(threads)
+    try:
+        got = zm.moments(x, axis=axis)
+        mean_only = zm.mean(x, axis=axis)
+    finally:
+        zm.set_num_threads(before)
+    kept = [ax for ax in range(x.ndim) if ax not in axis]
+    rows = np.moveaxis(x, kept, list(range(len(kept)))).reshape(-1, got.count)
+    for out, values in enumerate(rows.astype(np.int64)):
+        n, s1, s2 = len(values), int(values.sum()), int((values * values).sum())
+        index = np.unravel_index(out, got.mean.shape)
+        assert got.mean[index] == float(Fraction(s1, n))
+        assert mean_only[index] == float(Fraction(s1, n))
+        np.testing.assert_allclose(got.m2[index], float(Fraction(n * s2 - s1 * s1, n)),
+                                   rtol=1e-15)
+
+
 def test_add_channel_sums_checks_its_arrays():
     """_core.add_channel_sums adds where its kernel applies and says so; it never reads past
     its arrays."""
