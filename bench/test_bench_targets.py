@@ -206,6 +206,13 @@ def _interleaved_cases():
         for name, axis in (("pixel-moments", 0), ("channel-moments", (0, 1, 2))):
             rows.append((workload, "interleaved-moments", name, f"zm.moments(x, axis={axis})",
                          _interleaved_moments(axis), "floor"))
+        # The same batch channels-first (as torchvision decodes images) and per image.
+        rows += [(workload, "interleaved-moments", "nchw-channel-moments",
+                  "zm.moments(xc, axis=(0, 2, 3))  # xc: x as a contiguous NCHW copy",
+                  _interleaved_moments((0, 2, 3), channels_first=True), "floor"),
+                 (workload, "interleaved-moments", "image-moments",
+                  "zm.moments(x, axis=(1, 2, 3))  # per image", _interleaved_moments((1, 2, 3)),
+                  "floor")]
     cifar = next(w for w in F16_WORKLOADS if w.name == "cifar")
     rows.append((cifar, "interleaved-partial-fit", f"partial{PARTIAL_FIT_BATCH}",
                  f"for b in batches: scaler.partial_fit(b)  # {PARTIAL_FIT_BATCH} images each",
@@ -234,9 +241,11 @@ def _interleaved_standardize(per_pixel, channels_first, reused):
     return build
 
 
-def _interleaved_moments(axis):
+def _interleaved_moments(axis, channels_first=False):
     def build(x):
         core = pytest.importorskip("zmfast._core")
+        if channels_first:
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         return (lambda: zm.moments(x, axis=axis)), (lambda: core.floor_read(x),)
     return build
 

@@ -317,10 +317,30 @@ def test_row_sums_every_level(simd_level, shape, axis, threads):
     for out, values in enumerate(rows.astype(np.int64)):
         n, s1, s2 = len(values), int(values.sum()), int((values * values).sum())
         index = np.unravel_index(out, got.mean.shape)
-        assert got.mean[index] == float(Fraction(s1, n))
-        assert mean_only[index] == float(Fraction(s1, n))
+        np.testing.assert_allclose(got.mean[index], float(Fraction(s1, n)), rtol=2.3e-16)
+        np.testing.assert_allclose(mean_only[index], float(Fraction(s1, n)), rtol=2.3e-16)
         np.testing.assert_allclose(got.m2[index], float(Fraction(n * s2 - s1 * s1, n)),
                                    rtol=1e-15)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_row_sums_fold_across_runs(simd_level, threads):
+    """Many short runs of one output share the 32-bit lanes until they must be folded: two
+    channel planes of 1,100 images of values near 255 (70,400 steps each, past the lanes'
+    limit) still sum exactly."""
+    x = np.random.default_rng(17).integers(254, 256, (1100, 2, 64, 64), dtype=np.uint8)
+    before = zm.get_num_threads()
+    zm.set_num_threads(threads)
+    try:
+        got = zm.moments(x, axis=(0, 2, 3))
+    finally:
+        zm.set_num_threads(before)
+    for c in range(2):
+        values = x[:, c].astype(np.int64)
+        n, s1, s2 = values.size, int(values.sum()), int((values * values).sum())
+        # mean = q + r / n from the integer q nearest it: within an ulp (README, Numerics)
+        np.testing.assert_allclose(got.mean[c], float(Fraction(s1, n)), rtol=2.3e-16)
+        np.testing.assert_allclose(got.m2[c], float(Fraction(n * s2 - s1 * s1, n)), rtol=1e-15)
 
 
 def test_add_channel_sums_checks_its_arrays():
