@@ -901,78 +901,58 @@ inline const ChannelPermutes& channel_permutes() {
   return permutes;
 }
 
-// S1[c], S2[c] += the sums of channel c over runs [r0, r1) of `runs`: each run, at `base` plus
-// its offset, is `steps` whole steps (64 pixels of C channels) and then `tail` bytes. The lanes
-// live across runs (short runs, such as 1 KB channel planes, would otherwise pay the fold
-// each) and are folded whenever a set may have taken kChannelFlushSteps steps, and at the end.
 template <int C>
-ZM_TARGET_AVX512_VBMI_VNNI void channel_sums_u8_vbmi(const char* base, const Space& runs,
-                                                     int64_t r0, int64_t r1, int64_t steps,
-                                                     int64_t tail, int64_t* s1, int64_t* s2) {
+ZM_TARGET_AVX512_VBMI_VNNI void channel_sums_u8_vbmi(const uint8_t* x, int64_t steps,
+                                                     int64_t* s1, int64_t* s2) {
   static_assert(C == 1 || C == 3, "one or three channels");
   const ChannelPermutes& permutes = channel_permutes();
   __m512i index[C];
   for (int v = 0; v < C; ++v) index[v] = _mm512_load_si512(permutes.index[v]);
+  // The channel of each dword lane: one (channel 0) for C = 1.
+  const auto lane_channel = [&](int v, int lane) {
+    return C == 3 ? int(permutes.lane_channel[v][lane]) : 0;
+  };
   const __m512i ones = _mm512_set1_epi8(1), flip = _mm512_set1_epi8(char(0x80));
   // Steps a pass, each into its own sums: a sum's vpdpbusd waits for its last one (about
   // 5 cycles), so one step's few vectors alone would wait on each other.
   constexpr int kUnroll = C == 1 ? 4 : 2;
-  __m512i sums[kUnroll][C], shifted[kUnroll][C];  // S1 and sum x (x - 128), per dword lane
-  for (int u = 0; u < kUnroll; ++u)
-    for (int v = 0; v < C; ++v) sums[u][v] = shifted[u][v] = _mm512_setzero_si512();
-  int64_t window = 0;  // steps any one set has taken since the last fold, at most
-  // Folds the lanes into S1, S2 (the channel of each dword lane: channel 0 for C = 1).
-  const auto fold = [&]() ZM_TARGET_AVX512_VBMI_VNNI {
+  for (int64_t done = 0; done < steps;) {
+    const int64_t end = std::min(steps, done + kUnroll * kChannelFlushSteps);
+    __m512i sums[kUnroll][C], shifted[kUnroll][C];  // S1 and sum x (x - 128), per dword lane
+    for (int u = 0; u < kUnroll; ++u)
+      for (int v = 0; v < C; ++v) sums[u][v] = shifted[u][v] = _mm512_setzero_si512();
+    for (int64_t step = done; step < end; step += kUnroll) {
+      const int here = int(std::min<int64_t>(kUnroll, end - step));
+      for (int u = 0; u < kUnroll; ++u) {
+        if (u >= here) break;
+        const uint8_t* p = x + (step + u) * 64 * C;
+        __m512i in[C];
+        for (int q = 0; q < C; ++q) in[q] = _mm512_loadu_si512(p + 64 * q);
+        for (int v = 0; v < C; ++v) {
+          const __m512i dwords =
+              C == 3 ? _mm512_permutex2var_epi8(in[kChannelSources[v][0]], index[v],
+                                                in[kChannelSources[v][1]])
+                     : in[0];
+          sums[u][v] = _mm512_dpbusd_epi32(sums[u][v], dwords, ones);
+          shifted[u][v] =
+              _mm512_dpbusd_epi32(shifted[u][v], dwords, _mm512_xor_si512(dwords, flip));
+        }
+      }
+    }
     for (int u = 0; u < kUnroll; ++u)
       for (int v = 0; v < C; ++v) {
         alignas(64) uint32_t lanes1[16];
         alignas(64) int32_t lanes2[16];
         _mm512_store_si512(lanes1, sums[u][v]);
         _mm512_store_si512(lanes2, shifted[u][v]);
-        sums[u][v] = shifted[u][v] = _mm512_setzero_si512();
         for (int lane = 0; lane < 16; ++lane) {
-          const int c = C == 3 ? int(permutes.lane_channel[v][lane]) : 0;
+          const int c = lane_channel(v, lane);
           s1[c] += lanes1[lane];
           s2[c] += int64_t(lanes2[lane]) + 128 * int64_t(lanes1[lane]);
         }
       }
-    window = 0;
-  };
-  Counter run(runs, r0);
-  for (int64_t r = r0; r < r1; ++r, run.next()) {
-    const uint8_t* x = reinterpret_cast<const uint8_t*>(base + run.offset[0]);
-    for (int64_t left = steps; left > 0;) {
-      if (window == kChannelFlushSteps) fold();
-      const int64_t take = std::min(left, (kChannelFlushSteps - window) * kUnroll);
-      for (int64_t step = 0; step < take; step += kUnroll) {
-        const int here = int(std::min<int64_t>(kUnroll, take - step));
-        for (int u = 0; u < kUnroll; ++u) {
-          if (u >= here) break;
-          const uint8_t* p = x + (step + u) * 64 * C;
-          __m512i in[C];
-          for (int q = 0; q < C; ++q) in[q] = _mm512_loadu_si512(p + 64 * q);
-          for (int v = 0; v < C; ++v) {
-            const __m512i dwords =
-                C == 3 ? _mm512_permutex2var_epi8(in[kChannelSources[v][0]], index[v],
-                                                  in[kChannelSources[v][1]])
-                       : in[0];
-            sums[u][v] = _mm512_dpbusd_epi32(sums[u][v], dwords, ones);
-            shifted[u][v] =
-                _mm512_dpbusd_epi32(shifted[u][v], dwords, _mm512_xor_si512(dwords, flip));
-          }
-        }
-      }
-      window += (take + kUnroll - 1) / kUnroll;
-      x += take * 64 * C;
-      left -= take;
-    }
-    for (int64_t i = 0; i < tail; ++i) {  // whole pixels: byte i is channel i % C
-      const int64_t v = x[i];
-      s1[i % C] += v;
-      s2[i % C] += v * v;
-    }
+    done = end;
   }
-  fold();
 }
 #endif
 
@@ -993,12 +973,10 @@ inline bool add_channel_sums(const uint8_t* x, int64_t bytes, int channels, int6
     split_range(steps, threads, t, k0, k1);
     int64_t* const own = partial.data() + 6 * t;
     if (k0 >= k1) return;
-    const char* from = reinterpret_cast<const char*>(x + k0 * step_bytes);
-    const Space one_run{};  // a single run at `from`
     if (channels == 3)
-      channel_sums_u8_vbmi<3>(from, one_run, 0, 1, k1 - k0, 0, own, own + 3);
+      channel_sums_u8_vbmi<3>(x + k0 * step_bytes, k1 - k0, own, own + 3);
     else
-      channel_sums_u8_vbmi<1>(from, one_run, 0, 1, k1 - k0, 0, own, own + 3);
+      channel_sums_u8_vbmi<1>(x + k0 * step_bytes, k1 - k0, own, own + 3);
   });
   for (int t = 0; t < threads; ++t)
     for (int c = 0; c < channels; ++c) s1[c] += partial[6 * t + c], s2[c] += partial[6 * t + 3 + c];
@@ -1011,6 +989,18 @@ inline bool add_channel_sums(const uint8_t* x, int64_t bytes, int channels, int6
 #else
   (void)x, (void)bytes, (void)channels, (void)s1, (void)s2, (void)requested_threads;
   return false;
+#endif
+}
+
+// sums[0] += the sum and sums[1] += the sum of squares of `n` contiguous uint8 values, on the
+// calling thread (the caller checked use_vbmi()).
+inline void channel_sums_run_u8(const uint8_t* x, int64_t n, int64_t* sums) {
+#if ZMFAST_X86_DISPATCH
+  const int64_t steps = n / 64;
+  channel_sums_u8_vbmi<1>(x, steps, sums, sums + 1);
+  for (int64_t i = 64 * steps; i < n; ++i) sums[0] += x[i], sums[1] += int64_t(x[i]) * x[i];
+#else
+  for (int64_t i = 0; i < n; ++i) sums[0] += x[i], sums[1] += int64_t(x[i]) * x[i];
 #endif
 }
 
@@ -1299,17 +1289,6 @@ bool exact_column_moments(const char* base, const Space& outer, int64_t lanes,
   }
 }
 
-// sums[0], sums[1] += S1, S2 of runs [r0, r1) of `runs`, `n` contiguous uint8 values each, on
-// the calling thread (the caller checked use_vbmi()).
-inline void channel_runs_u8(const char* base, const Space& runs, int64_t r0, int64_t r1,
-                            int64_t n, int64_t* sums) {
-#if ZMFAST_X86_DISPATCH
-  channel_sums_u8_vbmi<1>(base, runs, r0, r1, n / 64, n % 64, sums, sums + 1);
-#else
-  (void)base, (void)runs, (void)r0, (void)r1, (void)n, (void)sums;
-#endif
-}
-
 // Row reductions of uint8 whose innermost reduced run is contiguous and long (per-image
 // statistics; per-channel statistics of NCHW batches, each channel plane a run): every run
 // summed exactly by the linear one-channel kernel, then each output's mean and M2 from its
@@ -1337,14 +1316,26 @@ bool exact_row_moments(const char* base, const Space& kept, const Space& rows, i
       split_range(pairs, threads, t, p0, p1);
       if (p0 >= p1) return;
       const int64_t first = p0 / per_output, last = (p1 - 1) / per_output;
-      Counter output(kept, first);
-      for (int64_t o = first; o <= last; ++o, output.next()) {
-        const int64_t r0 = o == first ? p0 % per_output : 0;
-        const int64_t r1 = o == last ? (p1 - 1) % per_output + 1 : per_output;
-        int64_t* at = o == first ? &edges[size_t(4 * t)]
-                      : o == last ? &edges[size_t(4 * t + 2)]
-                                  : &sums[size_t(2 * o)];
-        channel_runs_u8(base + output.offset[0], rows, r0, r1, run, at);
+      Counter output(kept, first), row(rows, p0 % per_output);
+      int64_t r = p0 % per_output, o = first;
+      int64_t s[2] = {0, 0};
+      for (int64_t p = p0; p < p1; ++p) {
+        channel_sums_run_u8(reinterpret_cast<const uint8_t*>(base + output.offset[0] +
+                                                             row.offset[0]),
+                            run, s);
+        if (++r == per_output || p + 1 == p1) {  // the output's last row here
+          int64_t* at = o == first ? &edges[size_t(4 * t)]
+                        : o == last ? &edges[size_t(4 * t + 2)]
+                                    : &sums[size_t(2 * o)];
+          at[0] += s[0], at[1] += s[1];
+          s[0] = s[1] = 0;
+          r = 0;
+          row.seek(0);
+          output.next();
+          ++o;
+        } else {
+          row.next();
+        }
       }
     });
     for (int t = 0; t < threads; ++t) {  // the edges, added in order (one thread at a time)
