@@ -956,6 +956,17 @@ ZM_TARGET_AVX512_VBMI_VNNI void channel_sums_u8_vbmi(const uint8_t* x, int64_t s
 }
 #endif
 
+// S1[i % channels] += x[i] and S2[i % channels] += x[i]^2 for i in [from, to): the bytes the
+// linear kernel leaves after its last whole step (from a multiple of channels).
+inline void add_tail_sums(const uint8_t* x, int64_t from, int64_t to, int channels,
+                          int64_t* s1, int64_t* s2) {
+  for (int64_t i = from; i < to; ++i) {
+    const int64_t v = x[i];
+    s1[i % channels] += v;
+    s2[i % channels] += v * v;
+  }
+}
+
 // S1 += the per-channel sums and S2 += the sums of squares of `bytes` uint8 values of
 // interleaved pixels of `channels` channels (bytes a multiple of channels), exactly. Returns
 // false, doing nothing, where there is no such kernel: other channel counts, or a CPU or
@@ -980,11 +991,7 @@ inline bool add_channel_sums(const uint8_t* x, int64_t bytes, int channels, int6
   });
   for (int t = 0; t < threads; ++t)
     for (int c = 0; c < channels; ++c) s1[c] += partial[6 * t + c], s2[c] += partial[6 * t + 3 + c];
-  for (int64_t i = steps * step_bytes; i < bytes; ++i) {  // the last, partial step
-    const int64_t v = x[i];
-    s1[i % channels] += v;
-    s2[i % channels] += v * v;
-  }
+  add_tail_sums(x, steps * step_bytes, bytes, channels, s1, s2);
   return true;
 #else
   (void)x, (void)bytes, (void)channels, (void)s1, (void)s2, (void)requested_threads;
@@ -993,15 +1000,14 @@ inline bool add_channel_sums(const uint8_t* x, int64_t bytes, int channels, int6
 }
 
 // sums[0] += the sum and sums[1] += the sum of squares of `n` contiguous uint8 values, on the
-// calling thread (the caller checked use_vbmi()).
+// calling thread (the caller checked use_vbmi(), so the portable build never gets here).
 inline void channel_sums_run_u8(const uint8_t* x, int64_t n, int64_t* sums) {
+  int64_t steps = 0;
 #if ZMFAST_X86_DISPATCH
-  const int64_t steps = n / 64;
+  steps = n / 64;
   channel_sums_u8_vbmi<1>(x, steps, sums, sums + 1);
-  for (int64_t i = 64 * steps; i < n; ++i) sums[0] += x[i], sums[1] += int64_t(x[i]) * x[i];
-#else
-  for (int64_t i = 0; i < n; ++i) sums[0] += x[i], sums[1] += int64_t(x[i]) * x[i];
 #endif
+  add_tail_sums(x, 64 * steps, n, 1, sums, sums + 1);
 }
 
 template <class T> SumsArgs* column_sums_for(Level level) {
