@@ -343,6 +343,39 @@ def test_row_sums_fold_across_runs(simd_level, threads):
         np.testing.assert_allclose(got.m2[c], float(Fraction(n * s2 - s1 * s1, n)), rtol=1e-15)
 
 
+def _exact_row_moments(values):
+    """mean and M2 of int64 values from exact sums (Fraction), rounded once."""
+    n, s1, s2 = values.size, int(values.sum()), int((values * values).sum())
+    return float(Fraction(s1, n)), float(Fraction(n * s2 - s1 * s1, n))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_row_sums_fold_within_a_run(simd_level, threads):
+    """The row kernel's 32-bit lanes are folded every 16,384 steps, also in the middle of a
+    run: runs of 1,100 bytes (17 whole steps and a masked tail) over 2,000 images, and runs
+    of 4.5 MB, of values near 255 (lanes left unfolded 4x too long would overflow); rows
+    along a view whose two row dimensions cannot merge (a kernel call per inner row)."""
+    rng = np.random.default_rng(18)
+    near_top = rng.integers(250, 256, (2000, 2, 1100), dtype=np.uint8)
+    long_runs = rng.integers(250, 256, (2, 4_500_000), dtype=np.uint8)
+    base = rng.integers(0, 256, (3, 9, 2, 1100), dtype=np.uint8)
+    view = base[:, ::2]  # strides 19,800 and 4,400: rows over two dimensions
+    before = zm.get_num_threads()
+    zm.set_num_threads(threads)
+    try:
+        cases = [(near_top, (0, 2), lambda c: near_top[:, c]),
+                 (long_runs, (1,), lambda c: long_runs[c]),
+                 (view, (0, 1, 3), lambda c: view[:, :, c])]
+        for x, axis, values_of in cases:
+            got = zm.moments(x, axis=axis)
+            for c in range(got.mean.size):
+                mean, m2 = _exact_row_moments(values_of(c).astype(np.int64))
+                np.testing.assert_allclose(got.mean[c], mean, rtol=2.3e-16)
+                np.testing.assert_allclose(got.m2[c], m2, rtol=1e-15)
+    finally:
+        zm.set_num_threads(before)
+
+
 def test_add_channel_sums_checks_its_arrays():
     """_core.add_channel_sums adds where its kernel applies and says so; it never reads past
     its arrays."""
