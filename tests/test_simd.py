@@ -296,11 +296,12 @@ def test_channel_sums_every_level(simd_level, channel_batches, features, threads
                                         ((7, 40, 40, 3), (1, 2, 3)),  # per image
                                         ((4, 3, 50, 50), (2, 3)),  # per image and channel
                                         ((3, 2, 1100), (0, 2)),  # two planes, three images
-                                        ((9, 3, 20, 20), (0, 2, 3))],  # runs too short
+                                        ((9, 3, 20, 20), (0, 2, 3)),  # 400-byte planes
+                                        ((9, 3, 5, 5), (0, 2, 3))],  # runs too short
                          ids=str)
 def test_row_sums_every_level(simd_level, shape, axis, threads):
-    """uint8 row reductions over long contiguous runs (with VNNI and VBMI: each run summed
-    exactly by the linear kernel, threads sharing (output, row) pairs) give the exact
+    """uint8 row reductions over contiguous runs of 64 bytes or more (with VNNI: the runs
+    summed exactly by the row kernel, threads sharing (output, row) pairs) give the exact
     moments, rounded once: checked against rational arithmetic, extreme values included."""
     rng = np.random.default_rng(16)
     x = rng.integers(0, 256, shape, dtype=np.uint8)
