@@ -291,6 +291,12 @@ def test_channel_sums_every_level(simd_level, channel_batches, features, threads
         zm.set_num_threads(before)
 
 
+def _exact_row_moments(values):
+    """mean and M2 of int64 values from exact sums (Fraction), rounded once."""
+    n, s1, s2 = values.size, int(values.sum()), int((values * values).sum())
+    return float(Fraction(s1, n)), float(Fraction(n * s2 - s1 * s1, n))
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("shape,axis", [((5, 3, 37, 41), (0, 2, 3)),  # NCHW per channel
                                         ((7, 40, 40, 3), (1, 2, 3)),  # per image
@@ -316,12 +322,11 @@ def test_row_sums_every_level(simd_level, shape, axis, threads):
     kept = [ax for ax in range(x.ndim) if ax not in axis]
     rows = np.moveaxis(x, kept, list(range(len(kept)))).reshape(-1, got.count)
     for out, values in enumerate(rows.astype(np.int64)):
-        n, s1, s2 = len(values), int(values.sum()), int((values * values).sum())
+        mean, m2 = _exact_row_moments(values)
         index = np.unravel_index(out, got.mean.shape)
-        np.testing.assert_allclose(got.mean[index], float(Fraction(s1, n)), rtol=2.3e-16)
-        np.testing.assert_allclose(mean_only[index], float(Fraction(s1, n)), rtol=2.3e-16)
-        np.testing.assert_allclose(got.m2[index], float(Fraction(n * s2 - s1 * s1, n)),
-                                   rtol=1e-15)
+        np.testing.assert_allclose(got.mean[index], mean, rtol=2.3e-16)
+        np.testing.assert_allclose(mean_only[index], mean, rtol=2.3e-16)
+        np.testing.assert_allclose(got.m2[index], m2, rtol=1e-15)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -337,17 +342,10 @@ def test_row_sums_fold_across_runs(simd_level, threads):
     finally:
         zm.set_num_threads(before)
     for c in range(2):
-        values = x[:, c].astype(np.int64)
-        n, s1, s2 = values.size, int(values.sum()), int((values * values).sum())
+        mean, m2 = _exact_row_moments(x[:, c].astype(np.int64))
         # mean = q + r / n from the integer q nearest it: within an ulp (README, Numerics)
-        np.testing.assert_allclose(got.mean[c], float(Fraction(s1, n)), rtol=2.3e-16)
-        np.testing.assert_allclose(got.m2[c], float(Fraction(n * s2 - s1 * s1, n)), rtol=1e-15)
-
-
-def _exact_row_moments(values):
-    """mean and M2 of int64 values from exact sums (Fraction), rounded once."""
-    n, s1, s2 = values.size, int(values.sum()), int((values * values).sum())
-    return float(Fraction(s1, n)), float(Fraction(n * s2 - s1 * s1, n))
+        np.testing.assert_allclose(got.mean[c], mean, rtol=2.3e-16)
+        np.testing.assert_allclose(got.m2[c], m2, rtol=1e-15)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
