@@ -912,6 +912,12 @@ inline const ChannelPermutes& channel_permutes() {
   return permutes;
 }
 
+// One 64-byte step into a set of lanes: S1 and sum x (x - 128), per dword lane.
+ZM_TARGET_AVX512_VNNI ZM_INLINE void add_step_u8(__m512i& s1, __m512i& shifted, __m512i v) {
+  s1 = _mm512_dpbusd_epi32(s1, v, _mm512_set1_epi8(1));
+  shifted = _mm512_dpbusd_epi32(shifted, v, _mm512_xor_si512(v, _mm512_set1_epi8(char(0x80))));
+}
+
 template <int C>
 ZM_TARGET_AVX512_VBMI_VNNI void channel_sums_u8_vbmi(const uint8_t* x, int64_t steps,
                                                      int64_t* s1, int64_t* s2) {
@@ -923,7 +929,6 @@ ZM_TARGET_AVX512_VBMI_VNNI void channel_sums_u8_vbmi(const uint8_t* x, int64_t s
   const auto lane_channel = [&](int v, int lane) {
     return C == 3 ? int(permutes.lane_channel[v][lane]) : 0;
   };
-  const __m512i ones = _mm512_set1_epi8(1), flip = _mm512_set1_epi8(char(0x80));
   // Steps a pass, each into its own sums: a sum's vpdpbusd waits for its last one (about
   // 5 cycles), so one step's few vectors alone would wait on each other. The two halves of
   // the range are read side by side, kPer steps of each a pass: two streams keep more reads
@@ -948,9 +953,7 @@ ZM_TARGET_AVX512_VBMI_VNNI void channel_sums_u8_vbmi(const uint8_t* x, int64_t s
               C == 3 ? _mm512_permutex2var_epi8(in[kChannelSources[v][0]], index[v],
                                                 in[kChannelSources[v][1]])
                      : in[0];
-          sums[u][v] = _mm512_dpbusd_epi32(sums[u][v], dwords, ones);
-          shifted[u][v] =
-              _mm512_dpbusd_epi32(shifted[u][v], dwords, _mm512_xor_si512(dwords, flip));
+          add_step_u8(sums[u][v], shifted[u][v], dwords);
         }
       }
     }
@@ -1005,12 +1008,6 @@ inline bool add_channel_sums(const uint8_t* x, int64_t bytes, int channels, int6
 }
 
 #if ZMFAST_X86_DISPATCH
-// One 64-byte step into a set of lanes: S1 and sum x (x - 128), per dword lane.
-ZM_TARGET_AVX512_VNNI ZM_INLINE void add_step_u8(__m512i& s1, __m512i& shifted, __m512i v) {
-  s1 = _mm512_dpbusd_epi32(s1, v, _mm512_set1_epi8(1));
-  shifted = _mm512_dpbusd_epi32(shifted, v, _mm512_xor_si512(v, _mm512_set1_epi8(char(0x80))));
-}
-
 // sums[0] += the sum and sums[1] += the sum of squares of `runs` runs of `run` contiguous
 // uint8 values, run r at x + r * stride, on the calling thread. The 32-bit lanes are kept
 // across the runs, so that short runs (the 1 KB channel planes of CIFAR images) do not pay a
