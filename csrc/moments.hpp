@@ -460,14 +460,17 @@ constexpr int64_t kU8BlockRows = 512;
 // column_moments_u8_avx512).
 using U8Moments = void(const uint8_t*, int64_t, int64_t, int64_t, double*, double*);
 
-// Per 64-lane chunk, 32-bit sums kept between calls in the kernel's own lane order (lane
-// 4j+m in dword j of row m), so that a stream of small batches skips the int64 flush: S2
-// as vpmaddwd sums it, S1 with the two halves of each pair already added.
+// Per 64-lane chunk, 32-bit sums kept between calls in the kernel's own lane order, so that
+// a stream of small batches skips the int64 flush. The vpmaddwd kernel's (lane 4j+m in dword
+// j of row m): S2 as vpmaddwd sums it, S1 with the two halves of each pair already added.
+// The VNNI kernel's (lane 16L+4m+q in dword 4L+q of row m): S1, and in s2 the signed
+// T = sum x (x - 128) that it sums (S2 = T + 128 S1).
 struct alignas(64) PendingChunk {
   uint32_t s1[4][16];
   uint32_t s2[4][16];
 };
-// Rows a pending chunk may take before S2 (2 rows of 255^2 a pair) could pass 2^32.
+// Rows a pending chunk may take before S2 (2 rows of 255^2 a pair) could pass 2^32, or T
+// (at most 255 * 127 a row) 2^31.
 constexpr int64_t kPendingRows = 65536;
 // Where the VNNI kernel is the faster one: wide rows (per-pixel sums), and short rows
 // (per-channel sums: 192 lanes) up to a few MB. Larger short-row batches keep the vpmaddwd
@@ -737,15 +740,22 @@ template <U8Sink kSink>
 ZM_TARGET_AVX512_VNNI ZM_INLINE void column_sums_u8_vnni_impl(const uint8_t* x,
                                                               int64_t row_stride, int64_t rows,
                                                               int64_t lanes, const U8Out& out) {
-  __m512i(*const sums)[8] = u8_tile_sums();  // per chunk: 4 S1, 4 T
+  constexpr bool kPending = kSink == U8Sink::pending;
   const __m512i ones = _mm512_set1_epi8(1), flip = _mm512_set1_epi8(char(0x80));
+  // Pending sums are themselves the tile (4 S1, 4 T a chunk, the same 512 bytes), kept in
+  // place across calls with no clearing or end pass: that fixed cost, about 1 us per 3,072
+  // lanes, was a third of a 64-image cifar partial_fit. kPendingRows bounds them.
+  const int64_t block_rows = kPending ? rows : kU8BlockRows;
   for (int64_t k0 = 0; k0 < lanes; k0 += 64 * kU8TileChunks) {
     const int64_t kn = std::min<int64_t>(64 * kU8TileChunks, lanes - k0);
     const int64_t chunks = (kn + 63) / 64;
-    for (int64_t b0 = 0; b0 < rows; b0 += kU8BlockRows) {
-      const int64_t bn = std::min(kU8BlockRows, rows - b0);
-      for (int64_t c = 0; c < chunks; ++c)
-        for (int i = 0; i < 8; ++i) sums[c][i] = _mm512_setzero_si512();
+    __m512i(*const sums)[8] = kPending ? reinterpret_cast<__m512i(*)[8]>(out.pending + k0 / 64)
+                                       : u8_tile_sums();  // per chunk: 4 S1, 4 T
+    for (int64_t b0 = 0; b0 < rows; b0 += block_rows) {
+      const int64_t bn = std::min(block_rows, rows - b0);
+      if constexpr (!kPending)
+        for (int64_t c = 0; c < chunks; ++c)
+          for (int i = 0; i < 8; ++i) sums[c][i] = _mm512_setzero_si512();
       const int64_t group = kn <= 256 ? kU8ShortGroupRows : kU8GroupRows;
       for (int64_t g0 = 0; g0 < bn; g0 += group) {
         const int64_t gn = std::min(group, bn - g0);
@@ -778,23 +788,15 @@ ZM_TARGET_AVX512_VNNI ZM_INLINE void column_sums_u8_vnni_impl(const uint8_t* x,
           for (int m = 0; m < 4; ++m) sums[c][m] = s[m], sums[c][4 + m] = t[m];
         }
       }
-      for (int64_t c = 0; c < chunks; ++c) {
-        __m512i squares[4];
-        for (int m = 0; m < 4; ++m)
-          squares[m] = _mm512_add_epi32(sums[c][4 + m], _mm512_slli_epi32(sums[c][m], 7));
-        if constexpr (kSink == U8Sink::pending) {  // unsigned: below 2^32 within kPendingRows
-          PendingChunk& chunk = out.pending[k0 / 64 + c];
-          for (int m = 0; m < 4; ++m) {
-            _mm512_store_si512(chunk.s1[m], _mm512_add_epi32(_mm512_load_si512(chunk.s1[m]),
-                                                             sums[c][m]));
-            _mm512_store_si512(chunk.s2[m], _mm512_add_epi32(_mm512_load_si512(chunk.s2[m]),
-                                                             squares[m]));
-          }
-        } else {
-          __m512i s1[4], s2[4];
+      if constexpr (!kPending) {
+        for (int64_t c = 0; c < chunks; ++c) {
+          __m512i squares[4], s1[4], s2[4];
+          for (int m = 0; m < 4; ++m)
+            squares[m] = _mm512_add_epi32(sums[c][4 + m], _mm512_slli_epi32(sums[c][m], 7));
           block_lane_order(sums[c], s1);
           block_lane_order(squares, s2);
-          put_block_lanes<kSink>(s1, s2, bn, out, k0 + 64 * c, std::min<int64_t>(64, kn - 64 * c));
+          put_block_lanes<kSink>(s1, s2, bn, out, k0 + 64 * c,
+                                 std::min<int64_t>(64, kn - 64 * c));
         }
       }
     }
@@ -1182,7 +1184,8 @@ inline void flush_pending(PendingChunk* pending, int64_t lanes, int64_t* s1, int
     const int m = vnni ? lane % 16 / 4 : lane % 4;
     const int j = vnni ? lane / 16 * 4 + lane % 4 : lane / 4;
     s1[k] += chunk.s1[m][j];
-    s2[k] += chunk.s2[m][j];
+    s2[k] += vnni ? int64_t(int32_t(chunk.s2[m][j])) + 128 * int64_t(chunk.s1[m][j])
+                  : int64_t(chunk.s2[m][j]);
   }
   for (int64_t c = 0; c < (lanes + 63) / 64; ++c) pending[c] = PendingChunk{};
 }

@@ -200,6 +200,23 @@ def test_streams_of_batches_are_exact(backend, threads, batch_rows, row_shape, c
     np.testing.assert_allclose(scaler.mean_.ravel(), s1 / n, rtol=1e-15)
 
 
+def test_pending_sums_at_their_limit(backend):
+    """The VNNI kernel keeps S1 and the signed T = sum x (x - 128) pending (S2 = T + 128 S1):
+    65,536 rows of 255 (T just below 2**31) and of 64 (T most negative) in one stream, then
+    one more batch, which flushes them first."""
+    rows, lanes = 8192, 320  # rows wide enough for the VNNI kernel, batches not widened
+    pattern = np.where(np.arange(lanes) % 2, 255, 64).astype(np.uint8)
+    batches = [np.broadcast_to(pattern, (rows, lanes)).copy() for _ in range(8)]
+    batches.append(np.random.default_rng(3).integers(0, 256, (7, lanes), dtype=np.uint8))
+    scaler = zm.StandardScaler(axis=0)
+    for batch in batches:
+        scaler.partial_fit(batch)
+    s1, s2 = exact_column_sums(batches)
+    assert scaler._sums.lanes == lanes
+    for total, want in zip(scaler._sums._totals(), (s1, s2)):
+        np.testing.assert_array_equal(total, want)
+
+
 # --- zm.moments / mean / var on integers: column reductions from exact int64 sums ----------
 
 def _column_cases():
