@@ -124,12 +124,13 @@ def render_comparisons(comparisons: list) -> list:
                                                role="baseline", median=paired["floor"])
                 _, _, target, _ = comparison_ratio(record, baseline)
                 ratio = paired["ratio"]
-                met = ratio <= record.target.get("value", math.inf)
+                value = record.target.get("value")
+                mark = "" if value is None else (" ✓" if ratio <= value else " ✗")
                 lines.append(f"| {record.comparison_label} | {record.implementation} | "
                              f"{format_time(record.median)} | {baseline.implementation} | "
                              f"{format_time(baseline.median)} | "
                              f"{ratio:.2f}× of {baseline.implementation} | "
-                             f"{target}{' ✓' if met else ' ✗'} |")
+                             f"{target}{mark} |")
                 continue
             if baseline is None:
                 cells = [record.baseline or "–", "–", "–", ""]

@@ -24,6 +24,8 @@ appends them to its report):
   call), ``zm.moments`` within 1.3x of the read floor. And issue 4's ``partial_fit`` over
   64-image cifar batches against one ``fit`` of the whole batch, in alternating rounds the
   same way (bench/test_bench_estimators.py times the two in sequence). Target: within 1.5x.
+  Beside it, without a target, the read floor over the same batches, one call each on one
+  and on two threads, against the same fit: what a call per batch costs before any work.
 
 Every zmfast result is checked once against float64 NumPy outside the timed region.
 """
@@ -51,6 +53,10 @@ COMPARISONS = {
     "interleaved-partial-fit": {"label": "StandardScaler(axis=0) partial_fit over 64-image "
                                          "batches against fit, interleaved rounds",
                                 "target": {"kind": "slowdown", "value": 1.5}},
+    # No target: what reading the same batches one call at a time costs at all.
+    "interleaved-stream-floor": {"label": "read floor over the same 64-image batches, one "
+                                          "call each, against fit, interleaved rounds",
+                                 "target": {"kind": "slowdown"}},
 }
 PARTIAL_FIT_BATCH = 64  # images per partial_fit, as in bench/test_bench_estimators.py
 INTERLEAVED_ROUNDS = 41
@@ -217,6 +223,10 @@ def _interleaved_cases():
     rows.append((cifar, "interleaved-partial-fit", f"partial{PARTIAL_FIT_BATCH}",
                  f"for b in batches: scaler.partial_fit(b)  # {PARTIAL_FIT_BATCH} images each",
                  _interleaved_partial_fit, "fit"))
+    for threads in (1, 2):
+        rows.append((cifar, "interleaved-stream-floor", f"floor{PARTIAL_FIT_BATCH}-{threads}t",
+                     f"for b in batches: zmfast._core.floor_read(b)  # {threads} thread"
+                     + "s" * (threads > 1), _interleaved_stream_floor(threads), "fit"))
     return rows
 
 
@@ -263,6 +273,27 @@ def _interleaved_partial_fit(x):
         return scaler
 
     return partial_fits, (lambda: zm.StandardScaler(axis=0).fit(x),)
+
+
+def _interleaved_stream_floor(threads):
+    """The read floor over the views partial_fit takes, one call a batch on ``threads``
+    threads, against one fit of the whole batch: the least any per-batch call can cost."""
+    def build(x):
+        core = pytest.importorskip("zmfast._core")
+        batches = [x[start:start + PARTIAL_FIT_BATCH]
+                   for start in range(0, len(x), PARTIAL_FIT_BATCH)]
+
+        def read_batches():
+            before = zm.get_num_threads()
+            zm.set_num_threads(threads)
+            try:
+                for batch in batches:
+                    core.floor_read(batch)
+            finally:
+                zm.set_num_threads(before)
+
+        return read_batches, (lambda: zm.StandardScaler(axis=0).fit(x),)
+    return build
 
 
 def interleaved_times(candidate, floors, rounds):
