@@ -744,7 +744,7 @@ ZM_TARGET_AVX512_VNNI ZM_INLINE void column_sums_u8_vnni_impl(const uint8_t* x,
   const __m512i ones = _mm512_set1_epi8(1), flip = _mm512_set1_epi8(char(0x80));
   // Pending sums are themselves the tile (4 S1, 4 T a chunk, the same 512 bytes), kept in
   // place across calls with no clearing or end pass: that fixed cost, about 1 us per 3,072
-  // lanes, was a third of a 64-image cifar partial_fit. kPendingRows bounds them.
+  // lanes, was a quarter of a 64-image cifar batch on one thread. kPendingRows bounds them.
   const int64_t block_rows = kPending ? rows : kU8BlockRows;
   for (int64_t k0 = 0; k0 < lanes; k0 += 64 * kU8TileChunks) {
     const int64_t kn = std::min<int64_t>(64 * kU8TileChunks, lanes - k0);
