@@ -1081,6 +1081,71 @@ ZM_TARGET_AVX512_VNNI void run_sums_u8_vnni(const uint8_t* x, int64_t run, int64
   sums[0] += total1;
   sums[1] += _mm512_reduce_add_epi64(wide2) + 128 * total1;
 }
+
+// Planes of a C-contiguous (images, C, run) uint8 batch, plane i summed into channel i % C
+// (per-channel statistics of NCHW batches): sums[2c] += S1 and sums[2c + 1] += S2 of channel
+// c over planes [first, first + planes). The whole images are read as two streams (the two
+// halves side by side, as the linear channel kernel does), each with one set of 32-bit lanes
+// per channel in registers, so that a plane costs no call and no fold (run_sums_u8_vnni pays
+// both per output). The lanes are folded into the sums every kChannelFlushSteps / run_steps
+// images of a stream, and at the end; the planes of partial images at the ends, and of an
+// odd last image, go to run_sums_u8_vnni.
+// A/B against run_sums_u8_vnni (2 threads, read-floor ratios): 5000 x 3 x 32 x 32 2.04x ->
+// 1.41x; 256 x 3 x 224 x 224 1.26x-1.32x -> 1.09x-1.15x (one stream: 1.62x and 1.11x-1.14x).
+// The caller ensures run_steps <= kChannelFlushSteps.
+template <int C>
+ZM_TARGET_AVX512_VNNI void cyclic_plane_sums_u8_vnni(const uint8_t* x, int64_t run, int64_t first,
+                                                     int64_t planes, int64_t* sums) {
+  const int64_t whole = run / 64, rest = run % 64, run_steps = whole + (rest != 0);
+  const __mmask64 tail_mask = rest ? _cvtu64_mask64(~uint64_t(0) >> (64 - rest)) : 0;
+  int64_t i = first;
+  const int64_t end = first + planes;
+  // The planes before the first whole image, and after the last, one call each.
+  for (; i < end && i % C != 0; ++i)
+    run_sums_u8_vnni<false>(x + i * run, run, run, 1, sums + 2 * (i % C));
+  const int64_t images = (end - i) / C;
+  const int64_t per_flush = std::max<int64_t>(1, kChannelFlushSteps / run_steps);
+  // Two streams: the two halves of the whole images, side by side (set 0 and set 1).
+  const int64_t half = images / 2;
+  const uint8_t* const first_image = x + i * run;
+  const auto plane = [&](int64_t n, int c) { return first_image + (n * C + c) * run; };
+  for (int64_t n0 = 0; n0 < half; n0 += per_flush) {
+    __m512i s1[C][2], shifted[C][2];  // per channel, per stream
+    for (int c = 0; c < C; ++c)
+      s1[c][0] = s1[c][1] = shifted[c][0] = shifted[c][1] = _mm512_setzero_si512();
+    const int64_t n1 = std::min(half, n0 + per_flush);
+    for (int64_t n = n0; n < n1; ++n) {
+      for (int c = 0; c < C; ++c) {  // unrolled: the lanes stay in registers
+        const uint8_t* p = plane(n, c);
+        const uint8_t* q = plane(half + n, c);
+        for (int64_t k = 0; k < whole; ++k) {
+          add_step_u8(s1[c][0], shifted[c][0], _mm512_loadu_si512(p + 64 * k));
+          add_step_u8(s1[c][1], shifted[c][1], _mm512_loadu_si512(q + 64 * k));
+        }
+        if (rest) {
+          add_step_u8(s1[c][0], shifted[c][0], _mm512_maskz_loadu_epi8(tail_mask, p + 64 * whole));
+          add_step_u8(s1[c][1], shifted[c][1], _mm512_maskz_loadu_epi8(tail_mask, q + 64 * whole));
+        }
+      }
+    }
+    for (int c = 0; c < C; ++c) {
+      __m512i wide1 = _mm512_setzero_si512(), wide2 = _mm512_setzero_si512();
+      for (int u = 0; u < 2; ++u) {
+        wide1 = _mm512_add_epi64(wide1, _mm512_add_epi64(
+            _mm512_cvtepu32_epi64(_mm512_castsi512_si256(s1[c][u])),
+            _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(s1[c][u], 1))));
+        wide2 = _mm512_add_epi64(wide2, _mm512_add_epi64(
+            _mm512_cvtepi32_epi64(_mm512_castsi512_si256(shifted[c][u])),
+            _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(shifted[c][u], 1))));
+      }
+      const int64_t total1 = _mm512_reduce_add_epi64(wide1);
+      sums[2 * c] += total1;
+      sums[2 * c + 1] += _mm512_reduce_add_epi64(wide2) + 128 * total1;
+    }
+  }
+  for (i += 2 * half * C; i < end; ++i)  // an odd last image, a partial one
+    run_sums_u8_vnni<false>(x + i * run, run, run, 1, sums + 2 * (i % C));
+}
 #endif
 
 template <class T> SumsArgs* column_sums_for(Level level) {
@@ -1386,56 +1451,76 @@ bool exact_row_moments(const char* base, const Space& kept, const Space& rows, i
     if (run_stride != 1 || run < kExactRunMin || count > exact_rows_limit<T>() || !use_vnni())
       return false;
     std::vector<int64_t> sums(size_t(2 * outputs), 0);  // S1, S2 of each output
-    // Each thread takes a range of (output, row) pairs, so that a few outputs (three channel
-    // planes) still share out evenly; the outputs at a range's ends get partial sums.
-    std::vector<int64_t> edges(size_t(4 * threads), 0);  // per thread: S1, S2 of its first
-    const int64_t pairs = outputs * per_output;           // and of its last output
-    // One kernel call takes the rows along the innermost row dimension (one stride).
-    const int inner = rows.nd - 1;
-    const int64_t inner_rows = rows.nd ? rows.extent[inner] : 1;
-    const int64_t inner_stride = rows.nd ? rows.stride[0][inner] : 0;
-    parallel_tasks(threads, threads, [&](int64_t t) {
-      int64_t p0, p1;
-      split_range(pairs, threads, t, p0, p1);
-      if (p0 >= p1) return;
-      const int64_t first = p0 / per_output, last = (p1 - 1) / per_output;
-      Counter output(kept, first), row(rows, p0 % per_output);
-      int64_t r = p0 % per_output, o = first;
-      int64_t s[2] = {0, 0};
-      for (int64_t p = p0; p < p1;) {
-        const int64_t along = std::min({inner_rows - r % inner_rows, per_output - r, p1 - p});
-        const uint8_t* const first_run =
-            reinterpret_cast<const uint8_t*>(base + output.offset[0] + row.offset[0]);
-        if (along > 1)
-          run_sums_u8_vnni<true>(first_run, run, inner_stride, along, s);
-        else
-          run_sums_u8_vnni<false>(first_run, run, inner_stride, along, s);
-        p += along, r += along;
-        if (r == per_output || p == p1) {  // the output's last row here
-          int64_t* at = o == first ? &edges[size_t(4 * t)]
-                        : o == last ? &edges[size_t(4 * t + 2)]
-                                    : &sums[size_t(2 * o)];
-          at[0] += s[0], at[1] += s[1];
-          s[0] = s[1] = 0;
-          r = 0;
-          row.seek(0);
-          output.next();
-          ++o;
-        } else {
-          row.seek(r);
+    // Per-channel statistics of a contiguous NCHW batch (C = 2..4): one linear pass.
+    const int64_t run_steps = (run + 63) / 64;
+    if (kept.nd == 1 && rows.nd == 1 && outputs >= 2 && outputs <= 4 &&
+        kept.stride[0][0] == run && rows.stride[0][0] == outputs * run &&
+        run_steps <= kChannelFlushSteps) {
+      const int64_t planes = outputs * per_output;
+      std::vector<int64_t> partial(size_t(8 * threads), 0);  // per thread: S1, S2 of 4 outputs
+      parallel_tasks(threads, threads, [&](int64_t t) {
+        int64_t i0, i1;
+        split_range(planes, threads, t, i0, i1);
+        const uint8_t* const x = reinterpret_cast<const uint8_t*>(base);
+        int64_t* const own = partial.data() + 8 * t;
+        if (outputs == 2) cyclic_plane_sums_u8_vnni<2>(x, run, i0, i1 - i0, own);
+        if (outputs == 3) cyclic_plane_sums_u8_vnni<3>(x, run, i0, i1 - i0, own);
+        if (outputs == 4) cyclic_plane_sums_u8_vnni<4>(x, run, i0, i1 - i0, own);
+      });
+      for (int t = 0; t < threads; ++t)
+        for (int64_t j = 0; j < 2 * outputs; ++j) sums[size_t(j)] += partial[size_t(8 * t + j)];
+    } else {
+      // Each thread takes a range of (output, row) pairs, so that a few outputs (three channel
+      // planes) still share out evenly; the outputs at a range's ends get partial sums.
+      std::vector<int64_t> edges(size_t(4 * threads), 0);  // per thread: S1, S2 of its first
+      const int64_t pairs = outputs * per_output;           // and of its last output
+      // One kernel call takes the rows along the innermost row dimension (one stride).
+      const int inner = rows.nd - 1;
+      const int64_t inner_rows = rows.nd ? rows.extent[inner] : 1;
+      const int64_t inner_stride = rows.nd ? rows.stride[0][inner] : 0;
+      parallel_tasks(threads, threads, [&](int64_t t) {
+        int64_t p0, p1;
+        split_range(pairs, threads, t, p0, p1);
+        if (p0 >= p1) return;
+        const int64_t first = p0 / per_output, last = (p1 - 1) / per_output;
+        Counter output(kept, first), row(rows, p0 % per_output);
+        int64_t r = p0 % per_output, o = first;
+        int64_t s[2] = {0, 0};
+        for (int64_t p = p0; p < p1;) {
+          const int64_t along = std::min({inner_rows - r % inner_rows, per_output - r, p1 - p});
+          const uint8_t* const first_run =
+              reinterpret_cast<const uint8_t*>(base + output.offset[0] + row.offset[0]);
+          if (along > 1)
+            run_sums_u8_vnni<true>(first_run, run, inner_stride, along, s);
+          else
+            run_sums_u8_vnni<false>(first_run, run, inner_stride, along, s);
+          p += along, r += along;
+          if (r == per_output || p == p1) {  // the output's last row here
+            int64_t* at = o == first ? &edges[size_t(4 * t)]
+                          : o == last ? &edges[size_t(4 * t + 2)]
+                                      : &sums[size_t(2 * o)];
+            at[0] += s[0], at[1] += s[1];
+            s[0] = s[1] = 0;
+            r = 0;
+            row.seek(0);
+            output.next();
+            ++o;
+          } else {
+            row.seek(r);
+          }
         }
-      }
-    });
-    for (int t = 0; t < threads; ++t) {  // the edges, added in order (one thread at a time)
-      int64_t p0, p1;
-      split_range(pairs, threads, t, p0, p1);
-      if (p0 >= p1) continue;
-      const int64_t first = p0 / per_output, last = (p1 - 1) / per_output;
-      sums[size_t(2 * first)] += edges[size_t(4 * t)];
-      sums[size_t(2 * first + 1)] += edges[size_t(4 * t + 1)];
-      if (last != first) {
-        sums[size_t(2 * last)] += edges[size_t(4 * t + 2)];
-        sums[size_t(2 * last + 1)] += edges[size_t(4 * t + 3)];
+      });
+      for (int t = 0; t < threads; ++t) {  // the edges, added in order (one thread at a time)
+        int64_t p0, p1;
+        split_range(pairs, threads, t, p0, p1);
+        if (p0 >= p1) continue;
+        const int64_t first = p0 / per_output, last = (p1 - 1) / per_output;
+        sums[size_t(2 * first)] += edges[size_t(4 * t)];
+        sums[size_t(2 * first + 1)] += edges[size_t(4 * t + 1)];
+        if (last != first) {
+          sums[size_t(2 * last)] += edges[size_t(4 * t + 2)];
+          sums[size_t(2 * last + 1)] += edges[size_t(4 * t + 3)];
+        }
       }
     }
     StoreExactArgs* const store_exact = store_exact_for<kWantM2>(current_level());

@@ -303,6 +303,8 @@ def _exact_row_moments(values):
                                         ((4, 3, 50, 50), (2, 3)),  # per image and channel
                                         ((3, 2, 1100), (0, 2)),  # two planes, three images
                                         ((9, 3, 20, 20), (0, 2, 3)),  # 400-byte planes
+                                        ((7, 4, 30, 30), (0, 2, 3)),  # RGBA, odd images
+                                        ((8, 2, 10, 10), (0, 2, 3)),  # planes of 1.6 steps
                                         ((9, 3, 5, 5), (0, 2, 3))],  # runs too short
                          ids=str)
 def test_row_sums_every_level(simd_level, shape, axis, threads):
@@ -330,18 +332,22 @@ def test_row_sums_every_level(simd_level, shape, axis, threads):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_row_sums_fold_across_runs(simd_level, threads):
-    """Many short runs of one output share the 32-bit lanes until they must be folded: two
-    channel planes of 1,100 images of values near 255 (70,400 steps each, past the lanes'
-    limit) still sum exactly."""
-    x = np.random.default_rng(17).integers(254, 256, (1100, 2, 64, 64), dtype=np.uint8)
+@pytest.mark.parametrize("shape", [(1100, 2, 64, 64),
+                                   (513, 2, 64, 64),  # a fold after 256 images, one odd
+                                   (301, 4, 64, 64)], ids=str)
+def test_row_sums_fold_across_runs(simd_level, threads, shape):
+    """Many short runs of one output share the 32-bit lanes until they must be folded:
+    channel planes of hundreds of images of values near 255 (past the lanes' limit of
+    16,384 steps) still sum exactly, and the NCHW planes kernel folds each of its two streams
+    every 256 images of 4 KB planes, then adds an odd last image and partial ones alone."""
+    x = np.random.default_rng(17).integers(254, 256, shape, dtype=np.uint8)
     before = zm.get_num_threads()
     zm.set_num_threads(threads)
     try:
         got = zm.moments(x, axis=(0, 2, 3))
     finally:
         zm.set_num_threads(before)
-    for c in range(2):
+    for c in range(shape[1]):
         mean, m2 = _exact_row_moments(x[:, c].astype(np.int64))
         # mean = q + r / n from the integer q nearest it: within an ulp (README, Numerics)
         np.testing.assert_allclose(got.mean[c], mean, rtol=2.3e-16)
