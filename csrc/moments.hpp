@@ -1146,6 +1146,57 @@ ZM_TARGET_AVX512_VNNI void cyclic_plane_sums_u8_vnni(const uint8_t* x, int64_t r
   for (i += 2 * half * C; i < end; ++i)  // an odd last image, a partial one
     run_sums_u8_vnni<false>(x + i * run, run, run, 1, sums + 2 * (i % C));
 }
+
+// Outputs that are each one contiguous run of `run` uint8 values, the runs back to back
+// (per-image statistics of small images): s1[o] = S1 and s2[o] = S2 of outputs
+// [first, first + outputs). The outputs are read as two streams (the two halves side by
+// side), each with two sets of 32-bit lanes (even and odd steps), and each output's lanes are
+// summed in 32 bits: exact while run <= kRunSums32Max (T = sum x (x - 128) < 2^31).
+constexpr int64_t kRunSums32Max = 65536;
+// The 16 + 16 dword lanes of two sets of one output, summed in 32 bits (exact here).
+ZM_TARGET_AVX512_VNNI ZM_INLINE int64_t sum_lanes_32(__m512i a, __m512i b) {
+  return int64_t(_mm512_reduce_add_epi32(_mm512_add_epi32(a, b)));
+}
+ZM_TARGET_AVX512_VNNI void back_to_back_run_sums_u8_vnni(const uint8_t* x, int64_t run,
+                                                         int64_t first, int64_t outputs,
+                                                         int64_t* s1_out, int64_t* s2_out) {
+  const int64_t whole = run / 64, rest = run % 64;
+  const __mmask64 tail_mask = rest ? _cvtu64_mask64(~uint64_t(0) >> (64 - rest)) : 0;
+  const int64_t half = outputs / 2;
+  for (int64_t n = 0; n < half + outputs % 2; ++n) {
+    const bool pair = n < half;  // else the odd last output, alone
+    const int64_t o[2] = {first + n, first + half + n};
+    const uint8_t* p = x + (pair ? o[0] : first + outputs - 1) * run;
+    const uint8_t* q = x + o[1] * run;
+    __m512i s1[2][2], shifted[2][2];  // per stream, even and odd steps
+    for (int u = 0; u < 2; ++u)
+      s1[u][0] = s1[u][1] = shifted[u][0] = shifted[u][1] = _mm512_setzero_si512();
+    int64_t k = 0;
+    for (; k + 2 <= whole; k += 2) {
+      add_step_u8(s1[0][0], shifted[0][0], _mm512_loadu_si512(p + 64 * k));
+      add_step_u8(s1[0][1], shifted[0][1], _mm512_loadu_si512(p + 64 * k + 64));
+      if (pair) {
+        add_step_u8(s1[1][0], shifted[1][0], _mm512_loadu_si512(q + 64 * k));
+        add_step_u8(s1[1][1], shifted[1][1], _mm512_loadu_si512(q + 64 * k + 64));
+      }
+    }
+    if (k < whole) {
+      add_step_u8(s1[0][0], shifted[0][0], _mm512_loadu_si512(p + 64 * k));
+      if (pair) add_step_u8(s1[1][0], shifted[1][0], _mm512_loadu_si512(q + 64 * k));
+    }
+    if (rest) {
+      add_step_u8(s1[0][1], shifted[0][1], _mm512_maskz_loadu_epi8(tail_mask, p + 64 * whole));
+      if (pair)
+        add_step_u8(s1[1][1], shifted[1][1], _mm512_maskz_loadu_epi8(tail_mask, q + 64 * whole));
+    }
+    for (int u = 0; u < (pair ? 2 : 1); ++u) {
+      const int64_t at = pair ? o[u] : first + outputs - 1;
+      const int64_t total1 = sum_lanes_32(s1[u][0], s1[u][1]);
+      s1_out[at] = total1;
+      s2_out[at] = sum_lanes_32(shifted[u][0], shifted[u][1]) + 128 * total1;
+    }
+  }
+}
 #endif
 
 template <class T> SumsArgs* column_sums_for(Level level) {
@@ -1469,6 +1520,25 @@ bool exact_row_moments(const char* base, const Space& kept, const Space& rows, i
       });
       for (int t = 0; t < threads; ++t)
         for (int64_t j = 0; j < 2 * outputs; ++j) sums[size_t(j)] += partial[size_t(8 * t + j)];
+    } else if (kept.nd == 1 && per_output == 1 && kept.stride[0][0] == run &&
+               run <= kRunSums32Max) {
+      // Per image: one run an output, back to back. Each thread also turns its outputs' sums
+      // into moments, in one vectorised store_exact call: a call per output (below) cost
+      // about as much as the sums for 1 KB runs.
+      StoreExactArgs* const store_exact = store_exact_for<kWantM2>(current_level());
+      int64_t* const s1 = sums.data();
+      int64_t* const s2 = s1 + outputs;
+      const int64_t out_stride = kept.stride[1][0];
+      parallel_tasks(threads, threads, [&](int64_t t) {
+        int64_t o0, o1;
+        split_range(outputs, threads, t, o0, o1);
+        if (o0 >= o1) return;
+        back_to_back_run_sums_u8_vnni(reinterpret_cast<const uint8_t*>(base), run, o0, o1 - o0,
+                                      s1, s2);
+        store_exact(count, s1 + o0, s2 + o0, o1 - o0, mean_out + o0 * out_stride,
+                    kWantM2 ? m2_out + o0 * out_stride : nullptr, out_stride);
+      });
+      return true;
     } else {
       // Each thread takes a range of (output, row) pairs, so that a few outputs (three channel
       // planes) still share out evenly; the outputs at a range's ends get partial sums.
@@ -1524,6 +1594,15 @@ bool exact_row_moments(const char* base, const Space& kept, const Space& rows, i
       }
     }
     StoreExactArgs* const store_exact = store_exact_for<kWantM2>(current_level());
+    if (kept.nd == 1) {  // evenly spaced outputs: one vectorised call, not one per output
+      std::vector<int64_t> split(size_t(2 * outputs));
+      for (int64_t o = 0; o < outputs; ++o)
+        split[size_t(o)] = sums[size_t(2 * o)],
+        split[size_t(outputs + o)] = sums[size_t(2 * o + 1)];
+      store_exact(count, split.data(), split.data() + outputs, outputs, mean_out,
+                  kWantM2 ? m2_out : nullptr, kept.stride[1][0]);
+      return true;
+    }
     Counter output(kept, 0);
     for (int64_t o = 0; o < outputs; ++o, output.next())
       store_exact(count, &sums[size_t(2 * o)], &sums[size_t(2 * o + 1)], 1,

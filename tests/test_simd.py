@@ -381,6 +381,30 @@ def test_row_sums_fold_within_a_run(simd_level, threads):
         zm.set_num_threads(before)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_row_sums_of_back_to_back_runs(simd_level, threads):
+    """Outputs that are each one contiguous run (per image) are summed in 32 bits up to
+    65,536 bytes a run: runs of 254 and 255 at that limit and past it (then in int64), an odd
+    number of outputs, and short runs with a masked last step."""
+    near_top = [np.full((n, run), 255, dtype=np.uint8) for n, run in ((5, 65536), (3, 131072))]
+    for x in near_top:
+        x[:, ::2] = 254  # a spread to measure, at nearly the largest T
+    cases = near_top + [
+        np.random.default_rng(19).integers(0, 256, (11, 3, 7, 9), dtype=np.uint8)]
+    before = zm.get_num_threads()
+    zm.set_num_threads(threads)
+    try:
+        for x in cases:
+            axis = tuple(range(1, x.ndim))
+            got = zm.moments(x, axis=axis)
+            for n in range(len(x)):
+                mean, m2 = _exact_row_moments(x[n].astype(np.int64).ravel())
+                np.testing.assert_allclose(got.mean[n], mean, rtol=2.3e-16)
+                np.testing.assert_allclose(got.m2[n], m2, rtol=1e-15, atol=0)
+    finally:
+        zm.set_num_threads(before)
+
+
 def test_add_channel_sums_checks_its_arrays():
     """_core.add_channel_sums adds where its kernel applies and says so; it never reads past
     its arrays."""
