@@ -1085,13 +1085,13 @@ ZM_TARGET_AVX512_VNNI void run_sums_u8_vnni(const uint8_t* x, int64_t run, int64
 // Planes of a C-contiguous (images, C, run) uint8 batch, plane i summed into channel i % C
 // (per-channel statistics of NCHW batches): sums[2c] += S1 and sums[2c + 1] += S2 of channel
 // c over planes [first, first + planes). The whole images are read as two streams (the two
-// halves side by side, as the linear channel kernel does), each with one set of 32-bit lanes
+// halves side by side, as the linear channel kernel does), each with two sets of 32-bit lanes
 // per channel in registers, so that a plane costs no call and no fold (run_sums_u8_vnni pays
 // both per output). The lanes are folded into the sums every kChannelFlushSteps / run_steps
 // images of a stream, and at the end; the planes of partial images at the ends, and of an
 // odd last image, go to run_sums_u8_vnni.
 // A/B against run_sums_u8_vnni (2 threads, read-floor ratios): 5000 x 3 x 32 x 32 2.04x ->
-// 1.41x; 256 x 3 x 224 x 224 1.26x-1.32x -> 1.09x-1.15x (one stream: 1.62x and 1.11x-1.14x).
+// 1.26x; 256 x 3 x 224 x 224 1.26x-1.32x -> 1.06x (one stream, one set: 1.62x, 1.11x-1.14x).
 // The caller ensures run_steps <= kChannelFlushSteps.
 template <int C>
 ZM_TARGET_AVX512_VNNI void cyclic_plane_sums_u8_vnni(const uint8_t* x, int64_t run, int64_t first,
@@ -1110,15 +1110,25 @@ ZM_TARGET_AVX512_VNNI void cyclic_plane_sums_u8_vnni(const uint8_t* x, int64_t r
   const uint8_t* const first_image = x + i * run;
   const auto plane = [&](int64_t n, int c) { return first_image + (n * C + c) * run; };
   for (int64_t n0 = 0; n0 < half; n0 += per_flush) {
-    __m512i s1[C][2], shifted[C][2];  // per channel, per stream
+    // Per channel: sets 0 and 2 for stream 0's even and odd steps, 1 and 3 for stream 1's (a
+    // sum's vpdpbusd waits for its last one, about 5 cycles: one set a stream was 1.3x-1.4x
+    // slower on 1 KB planes).
+    __m512i s1[C][4], shifted[C][4];
     for (int c = 0; c < C; ++c)
-      s1[c][0] = s1[c][1] = shifted[c][0] = shifted[c][1] = _mm512_setzero_si512();
+      for (int u = 0; u < 4; ++u) s1[c][u] = shifted[c][u] = _mm512_setzero_si512();
     const int64_t n1 = std::min(half, n0 + per_flush);
     for (int64_t n = n0; n < n1; ++n) {
       for (int c = 0; c < C; ++c) {  // unrolled: the lanes stay in registers
         const uint8_t* p = plane(n, c);
         const uint8_t* q = plane(half + n, c);
-        for (int64_t k = 0; k < whole; ++k) {
+        int64_t k = 0;
+        for (; k + 2 <= whole; k += 2) {
+          add_step_u8(s1[c][0], shifted[c][0], _mm512_loadu_si512(p + 64 * k));
+          add_step_u8(s1[c][1], shifted[c][1], _mm512_loadu_si512(q + 64 * k));
+          add_step_u8(s1[c][2], shifted[c][2], _mm512_loadu_si512(p + 64 * k + 64));
+          add_step_u8(s1[c][3], shifted[c][3], _mm512_loadu_si512(q + 64 * k + 64));
+        }
+        if (k < whole) {
           add_step_u8(s1[c][0], shifted[c][0], _mm512_loadu_si512(p + 64 * k));
           add_step_u8(s1[c][1], shifted[c][1], _mm512_loadu_si512(q + 64 * k));
         }
@@ -1130,7 +1140,7 @@ ZM_TARGET_AVX512_VNNI void cyclic_plane_sums_u8_vnni(const uint8_t* x, int64_t r
     }
     for (int c = 0; c < C; ++c) {
       __m512i wide1 = _mm512_setzero_si512(), wide2 = _mm512_setzero_si512();
-      for (int u = 0; u < 2; ++u) {
+      for (int u = 0; u < 4; ++u) {
         wide1 = _mm512_add_epi64(wide1, _mm512_add_epi64(
             _mm512_cvtepu32_epi64(_mm512_castsi512_si256(s1[c][u])),
             _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(s1[c][u], 1))));
