@@ -1105,7 +1105,7 @@ ZM_TARGET_AVX512_VNNI void cyclic_plane_sums_u8_vnni(const uint8_t* x, int64_t r
     run_sums_u8_vnni<false>(x + i * run, run, run, 1, sums + 2 * (i % C));
   const int64_t images = (end - i) / C;
   const int64_t per_flush = std::max<int64_t>(1, kChannelFlushSteps / run_steps);
-  // Two streams: the two halves of the whole images, side by side (set 0 and set 1).
+  // Two streams: the two halves of the whole images, side by side.
   const int64_t half = images / 2;
   const uint8_t* const first_image = x + i * run;
   const auto plane = [&](int64_t n, int c) { return first_image + (n * C + c) * run; };
