@@ -123,6 +123,26 @@ bool add_channel_sums(const py::array& x, int64_t features, py::array_t<int64_t,
 // features), folded, then the same integer shift and float64 steps as
 // zmfast._stats.RunningSums.moments, so both give the same bits. The caller checks that
 // x.size / features is within RunningSums' exactness limit.
+py::tuple moments_from_sums(int64_t n, const py::array_t<int64_t, 0>& s1,
+                            const py::array_t<int64_t, 0>& s2, int64_t features) {
+  const int64_t lanes = int64_t(s1.size());
+  if (n < 1 || features < 1 || lanes % features != 0 || int64_t(s2.size()) != lanes ||
+      !(s1.flags() & py::array::c_style) || !(s2.flags() & py::array::c_style))
+    throw std::invalid_argument("moments_from_sums: s1 and s2 must be contiguous int64 of the "
+                                "same whole number of statistics' periods, n positive");
+  py::array_t<double> mean(features), m2(features);
+  double* mp = mean.mutable_data();
+  double* m2p = m2.mutable_data();
+  const int64_t* a = s1.data();
+  const int64_t* b = s2.data();
+  const int threads = g_threads.load();
+  {
+    py::gil_scoped_release release;
+    zm::moments_from_sums(n, a, b, lanes, features, mp, m2p, threads);
+  }
+  return py::make_tuple(mean, m2);
+}
+
 py::tuple exact_moments(const py::array& x, int64_t features, int64_t lanes) {
   const char type = x.dtype().char_();
   if (!is_sums_type(type)) throw py::type_error("exact_moments: x must be 8- or 16-bit integers");
@@ -146,23 +166,7 @@ py::tuple exact_moments(const py::array& x, int64_t features, int64_t lanes) {
     if (rows && !by_channel) add_rows(type, p, rows, lanes, s1.data(), s2.data(), threads);
     if (tail && !by_channel)  // whole periods of the statistics: lane j still maps to j % features
       add_rows(type, p + rows * lanes * x.itemsize(), 1, tail, s1.data(), s2.data(), threads);
-    const int64_t n = size / features;
-    for (int64_t f = 0; f < features; ++f) {
-      int64_t a = 0, b = 0;
-      for (int64_t j = f; j < lanes; j += features) {
-        a += s1[size_t(j)];
-        b += s2[size_t(j)];
-      }
-      const int64_t num = 2 * a + n, den = 2 * n;  // q = floor(num / den): nearest to the mean
-      const int64_t q = num >= 0 ? num / den : -((-num + den - 1) / den);
-      const int64_t r = a - q * n;
-      // sum (x - q)**2 in wrapping int64 arithmetic, as NumPy's: exact at the end.
-      const int64_t t = int64_t(uint64_t(b) - uint64_t(q) * (uint64_t(a) + uint64_t(r)));
-      const double rn = double(r) / double(n);
-      mp[f] = double(q) + rn;
-      const double spread = double(t) - double(r) * rn;
-      m2p[f] = spread >= 0.0 ? spread : 0.0;  // np.maximum(spread, 0.0)
-    }
+    zm::moments_from_sums(size / features, s1.data(), s2.data(), lanes, features, mp, m2p, 1);
   }
   return py::make_tuple(mean, m2);
 }
@@ -532,6 +536,10 @@ PYBIND11_MODULE(_core, m) {
         "pass where the CPU allows (returns whether it did).");
   m.def("exact_moments", &exact_moments, py::arg("x"), py::arg("features"), py::arg("lanes"),
         "(mean, M2) of integer x over its leading axes from exact sums, in one call.");
+  m.def("moments_from_sums", &moments_from_sums, py::arg("n"), py::arg("s1"), py::arg("s2"),
+        py::arg("features"),
+        "(mean, M2) of each statistic from exact int64 sums of n values over lanes (lane j "
+        "holds statistic j % features), as zmfast._stats.RunningSums.moments computes them.");
   m.def(
       "finish_spread",
       [](py::array_t<double, 0> m2, double divisor, bool root) {

@@ -1625,6 +1625,34 @@ bool exact_row_moments(const char* base, const Space& kept, const Space& rows, i
   return false;
 }
 
+// Mean and M2 of each of `features` statistics from exact int64 sums over `lanes` lanes (lane
+// j holds statistic j % features) of n values each, as zmfast._stats.RunningSums.moments
+// computes them in NumPy: the same integer and float64 steps, so the same bits.
+inline void moments_from_sums(int64_t n, const int64_t* s1, const int64_t* s2, int64_t lanes,
+                              int64_t features, double* mp, double* m2p, int threads) {
+  const int tasks = features >= (int64_t(1) << 16) ? threads : 1;
+  parallel_tasks(tasks, tasks, [&](int64_t task) {
+    int64_t f0, f1;
+    split_range(features, tasks, task, f0, f1);
+    for (int64_t f = f0; f < f1; ++f) {
+      int64_t a = 0, b = 0;
+      for (int64_t j = f; j < lanes; j += features) {
+        a += s1[j];
+        b += s2[j];
+      }
+      const int64_t num = 2 * a + n, den = 2 * n;  // q = floor(num / den): nearest to the mean
+      const int64_t q = num >= 0 ? num / den : -((-num + den - 1) / den);
+      const int64_t r = a - q * n;
+      // sum (x - q)**2 in wrapping int64 arithmetic, as NumPy's: exact at the end.
+      const int64_t t = int64_t(uint64_t(b) - uint64_t(q) * (uint64_t(a) + uint64_t(r)));
+      const double rn = double(r) / double(n);
+      mp[f] = double(q) + rn;
+      const double spread = double(t) - double(r) * rn;
+      m2p[f] = spread >= 0.0 ? spread : 0.0;  // np.maximum(spread, 0.0)
+    }
+  });
+}
+
 // ---------------------------------------------------------------------------------------
 // The whole reduction. `kept` dims: array 0 = x byte strides, array 1 = output element
 // strides. `red` dims: array 0 = x byte strides, innermost (smallest stride) last.

@@ -363,3 +363,38 @@ def test_numba_column_statistics_are_exact(dtype, shape, threads):
     mean, var = exact_stats(x, (0,))
     assert_ulps(got.mean, mean, 2, "mean")
     assert_ulps(got.var(), var, 4, "var")
+
+
+def test_nearest_quotient_is_floor_division():
+    """RunningSums.moments' NumPy path finds q = (2 s1 + n) // (2 n) from a float64 estimate
+    and the exact remainder: equal to the floor division across the int64 range it meets."""
+    from zmfast._stats import _nearest_quotient
+    rng = np.random.default_rng(21)
+    for high in (10**3, 10**9, 2**40, 2**55, 2**61):
+        s1 = rng.integers(-min(high, 2**60), high, 20_000, dtype=np.int64)
+        s1[:4] = [0, 1, high - 1, -1]
+        for n in (1, 2, 3, 7, 255, 10**6, 2**31 - 1, 3 * 10**10, 2**50):
+            if 2 * int(np.abs(s1).max()) + n >= 2**63:
+                continue
+            np.testing.assert_array_equal(_nearest_quotient(s1, n), (2 * s1 + n) // (2 * n))
+
+
+def test_moments_from_sums_match_numpy_and_check_arguments():
+    """The C++ moments of exact sums give the NumPy steps' bits, lanes folded to features."""
+    core = pytest.importorskip("zmfast._core")
+    rng = np.random.default_rng(22)
+    x = rng.integers(0, 256, (333, 4, 6), dtype=np.uint8)
+    sums = _stats.RunningSums.for_batch(x, (0,), stream=False)
+    sums.add(x)
+    mean, m2 = core.moments_from_sums(sums.count, *sums._totals(), sums.features)
+    with zm.use_backend("numpy"):
+        want = sums.moments()
+    np.testing.assert_array_equal(mean.reshape(want.mean.shape), want.mean)
+    np.testing.assert_array_equal(m2.reshape(want.m2.shape), want.m2)
+    s1, s2 = sums._totals()
+    with pytest.raises(ValueError):
+        core.moments_from_sums(0, s1, s2, sums.features)  # no values
+    with pytest.raises(ValueError):
+        core.moments_from_sums(sums.count, s1, s2[:-1], sums.features)  # lengths differ
+    with pytest.raises(ValueError):
+        core.moments_from_sums(sums.count, s1, s2, 7)  # not whole periods

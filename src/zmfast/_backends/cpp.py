@@ -37,6 +37,12 @@ def exact_moments(x, features, lanes):
     return _core.exact_moments(x, features, lanes)
 
 
+def moments_from_sums(n, s1, s2, features):
+    """(mean, M2) of each statistic from exact int64 sums over lanes (lane ``j`` holds
+    statistic ``j % features``), as ``RunningSums.moments`` computes them in NumPy."""
+    return _core.moments_from_sums(n, s1, s2, features)
+
+
 def column_sums(dtype, ndim, kept, features, limit, s1, s2, counter, samples):
     """The streaming accumulator of zmfast._stats.RunningSums: ``.add(x)`` checks and adds a
     batch in one call (uint8 sums may wait in 32-bit form until ``.flush()``)."""
