@@ -1090,8 +1090,9 @@ ZM_TARGET_AVX512_VNNI void run_sums_u8_vnni(const uint8_t* x, int64_t run, int64
 // both per output). The lanes are folded into the sums every kChannelFlushSteps / run_steps
 // images of a stream, and at the end; the planes of partial images at the ends, and of an
 // odd last image, go to run_sums_u8_vnni.
-// A/B against run_sums_u8_vnni (2 threads, read-floor ratios): 5000 x 3 x 32 x 32 2.04x ->
-// 1.26x; 256 x 3 x 224 x 224 1.26x-1.32x -> 1.06x (one stream, one set: 1.62x, 1.11x-1.14x).
+// A/B against run_sums_u8_vnni (2 threads, read-floor ratios): 5000 x 3 x 32 x 32 2.0x-2.5x
+// -> 1.26x; 256 x 3 x 224 x 224 1.21x-1.40x -> 1.06x-1.20x (one stream, one set: 1.62x,
+// 1.11x-1.14x).
 // The caller ensures run_steps <= kChannelFlushSteps.
 template <int C>
 ZM_TARGET_AVX512_VNNI void cyclic_plane_sums_u8_vnni(const uint8_t* x, int64_t run, int64_t first,
