@@ -118,11 +118,7 @@ bool add_channel_sums(const py::array& x, int64_t features, py::array_t<int64_t,
   return zm::add_channel_sums(p, int64_t(x.size()), int(features), a, b, threads);
 }
 
-// Moments (mean, M2) of a C-contiguous 8/16-bit integer x over its leading axes, for
-// `features` statistics, in one call: exact int64 sums over `lanes` (a multiple of
-// features), folded, then the same integer shift and float64 steps as
-// zmfast._stats.RunningSums.moments, so both give the same bits. The caller checks that
-// x.size / features is within RunningSums' exactness limit.
+// RunningSums.moments of the cpp backend: mean and M2 from exact int64 sums over lanes.
 py::tuple moments_from_sums(int64_t n, const py::array_t<int64_t, 0>& s1,
                             const py::array_t<int64_t, 0>& s2, int64_t features) {
   const int64_t lanes = int64_t(s1.size());
@@ -143,6 +139,11 @@ py::tuple moments_from_sums(int64_t n, const py::array_t<int64_t, 0>& s1,
   return py::make_tuple(mean, m2);
 }
 
+// Moments (mean, M2) of a C-contiguous 8/16-bit integer x over its leading axes, for
+// `features` statistics, in one call: exact int64 sums over `lanes` (a multiple of
+// features), folded, then the same integer shift and float64 steps as
+// zmfast._stats.RunningSums.moments, so both give the same bits. The caller checks that
+// x.size / features is within RunningSums' exactness limit.
 py::tuple exact_moments(const py::array& x, int64_t features, int64_t lanes) {
   const char type = x.dtype().char_();
   if (!is_sums_type(type)) throw py::type_error("exact_moments: x must be 8- or 16-bit integers");

@@ -1512,7 +1512,10 @@ bool exact_row_moments(const char* base, const Space& kept, const Space& rows, i
     const int64_t outputs = kept.size(), per_output = rows.size(), count = per_output * run;
     if (run_stride != 1 || run < kExactRunMin || count > exact_rows_limit<T>() || !use_vnni())
       return false;
-    std::vector<int64_t> sums(size_t(2 * outputs), 0);  // S1, S2 of each output
+    std::vector<int64_t> sums(size_t(2 * outputs), 0);
+    int64_t* const s1 = sums.data();  // S1 of each output, then S2
+    int64_t* const s2 = s1 + outputs;
+    StoreExactArgs* const store_exact = store_exact_for<kWantM2>(current_level());
     // Per-channel statistics of a contiguous NCHW batch (C = 2..4): one linear pass.
     const int64_t run_steps = (run + 63) / 64;
     if (kept.nd == 1 && rows.nd == 1 && outputs >= 2 && outputs <= 4 &&
@@ -1530,15 +1533,13 @@ bool exact_row_moments(const char* base, const Space& kept, const Space& rows, i
         if (outputs == 4) cyclic_plane_sums_u8_vnni<4>(x, run, i0, i1 - i0, own);
       });
       for (int t = 0; t < threads; ++t)
-        for (int64_t j = 0; j < 2 * outputs; ++j) sums[size_t(j)] += partial[size_t(8 * t + j)];
+        for (int64_t c = 0; c < outputs; ++c)
+          s1[c] += partial[size_t(8 * t + 2 * c)], s2[c] += partial[size_t(8 * t + 2 * c + 1)];
     } else if (kept.nd == 1 && per_output == 1 && kept.stride[0][0] == run &&
                run <= kRunSums32Max) {
       // Per image: one run an output, back to back. Each thread also turns its outputs' sums
-      // into moments, in one vectorised store_exact call: a call per output (below) cost
+      // into moments, in one vectorised store_exact call: a call per output had cost
       // about as much as the sums for 1 KB runs.
-      StoreExactArgs* const store_exact = store_exact_for<kWantM2>(current_level());
-      int64_t* const s1 = sums.data();
-      int64_t* const s2 = s1 + outputs;
       const int64_t out_stride = kept.stride[1][0];
       parallel_tasks(threads, threads, [&](int64_t t) {
         int64_t o0, o1;
@@ -1577,10 +1578,13 @@ bool exact_row_moments(const char* base, const Space& kept, const Space& rows, i
             run_sums_u8_vnni<false>(first_run, run, inner_stride, along, s);
           p += along, r += along;
           if (r == per_output || p == p1) {  // the output's last row here
-            int64_t* at = o == first ? &edges[size_t(4 * t)]
-                          : o == last ? &edges[size_t(4 * t + 2)]
-                                      : &sums[size_t(2 * o)];
-            at[0] += s[0], at[1] += s[1];
+            int64_t* edge = o == first ? &edges[size_t(4 * t)]
+                            : o == last ? &edges[size_t(4 * t + 2)]
+                                        : nullptr;
+            if (edge)
+              edge[0] += s[0], edge[1] += s[1];
+            else
+              s1[o] += s[0], s2[o] += s[1];
             s[0] = s[1] = 0;
             r = 0;
             row.seek(0);
@@ -1596,28 +1600,21 @@ bool exact_row_moments(const char* base, const Space& kept, const Space& rows, i
         split_range(pairs, threads, t, p0, p1);
         if (p0 >= p1) continue;
         const int64_t first = p0 / per_output, last = (p1 - 1) / per_output;
-        sums[size_t(2 * first)] += edges[size_t(4 * t)];
-        sums[size_t(2 * first + 1)] += edges[size_t(4 * t + 1)];
+        s1[first] += edges[size_t(4 * t)], s2[first] += edges[size_t(4 * t + 1)];
         if (last != first) {
-          sums[size_t(2 * last)] += edges[size_t(4 * t + 2)];
-          sums[size_t(2 * last + 1)] += edges[size_t(4 * t + 3)];
+          s1[last] += edges[size_t(4 * t + 2)], s2[last] += edges[size_t(4 * t + 3)];
         }
       }
     }
-    StoreExactArgs* const store_exact = store_exact_for<kWantM2>(current_level());
     if (kept.nd == 1) {  // evenly spaced outputs: one vectorised call, not one per output
-      std::vector<int64_t> split(size_t(2 * outputs));
-      for (int64_t o = 0; o < outputs; ++o)
-        split[size_t(o)] = sums[size_t(2 * o)],
-        split[size_t(outputs + o)] = sums[size_t(2 * o + 1)];
-      store_exact(count, split.data(), split.data() + outputs, outputs, mean_out,
-                  kWantM2 ? m2_out : nullptr, kept.stride[1][0]);
+      store_exact(count, s1, s2, outputs, mean_out, kWantM2 ? m2_out : nullptr,
+                  kept.stride[1][0]);
       return true;
     }
     Counter output(kept, 0);
     for (int64_t o = 0; o < outputs; ++o, output.next())
-      store_exact(count, &sums[size_t(2 * o)], &sums[size_t(2 * o + 1)], 1,
-                  mean_out + output.offset[1], kWantM2 ? m2_out + output.offset[1] : nullptr, 1);
+      store_exact(count, s1 + o, s2 + o, 1, mean_out + output.offset[1],
+                  kWantM2 ? m2_out + output.offset[1] : nullptr, 1);
     return true;
   }
 #endif
