@@ -11,7 +11,8 @@ import zmfast as zm
 
 # --- mean / var / std: NumPy's exceptions ------------------------------------------------
 
-BAD_AXES = [2, -3, 5, (0, 2), (0, 0), (1, -1), (-3,), 1.5, "a", [0], (0.0,)]
+BAD_AXES = [2, -3, 5, (0, 2), (0, 0), (1, -1), (-3,), 1.5, "a", [0], (0.0,), True, False,
+            np.True_, (0, True), (False,)]
 
 
 @pytest.mark.parametrize("name", ["mean", "var", "std"])

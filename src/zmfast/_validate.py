@@ -26,6 +26,8 @@ def normalize_axes(axis, ndim):
     result = []
     for ax in axes:
         try:
+            if isinstance(ax, bool):  # an int to operator.index, not to NumPy
+                raise TypeError
             ax = operator.index(ax)
         except TypeError:
             raise TypeError(f"axis must be an int, a tuple of ints or None, got {ax!r}") from None
