@@ -7,6 +7,8 @@ import numpy as np
 from zmfast import _config, _plan
 from zmfast._validate import is_fast, normalize_axes, require_real_numeric
 
+_FLOAT64 = np.dtype(np.float64)  # the dtype of every native float64 array (a singleton)
+
 
 class Moments:
     """Mergeable statistics of a reduction: ``count``, ``mean`` and ``m2``.
@@ -38,9 +40,9 @@ class Moments:
     @classmethod
     def _of(cls, count, mean, m2):
         """Moments from a backend's results (arrays or NumPy scalars of one shape), without
-        the checks of ``__init__`` where they are already float64 arrays."""
+        the checks of ``__init__`` where they are already native float64 arrays."""
         if not (type(mean) is np.ndarray and type(m2) is np.ndarray
-                and mean.dtype == np.float64 and m2.dtype == np.float64):
+                and mean.dtype is _FLOAT64 and m2.dtype is _FLOAT64):
             return cls(count, mean, m2)
         moments = cls.__new__(cls)
         moments.count, moments.mean, moments.m2 = count, mean, m2
@@ -265,17 +267,20 @@ def _reduce(a, axis, want_m2, ddof=0):
     if count - ddof <= 0 or a.size == 0 or not is_fast(a):
         return axes, count, None
     backend = _config.backend()
-    if backend.name != "numpy" and a.size // count <= _plan.TINY_EXTENT:
+    features = a.size // count
+    if backend.name != "numpy" and features <= _plan.TINY_EXTENT:
         # A few statistics (per channel, global) of a contiguous integer batch: exact sums
         # over wide lanes, folded back exactly (the kernels' own fold is in float64).
         exact_moments = getattr(backend, "exact_moments", None)
         if exact_moments is not None:  # the same sums and steps in one call
-            if (a.dtype in _SUMS_LIMITS and a.flags.c_contiguous and count <= _SUMS_LIMITS[a.dtype]
-                    and axes == tuple(range(len(axes)))):
-                kept = a.shape[len(axes):]
-                mean, m2 = exact_moments(a, a.size // count,
-                                         RunningSums.lanes_for(a.size // count, a.nbytes))
-                return axes, count, (mean.reshape(kept), m2.reshape(kept) if want_m2 else None)
+            # (Sorted distinct axes lead when the last is len(axes) - 1.)
+            if (count <= _SUMS_LIMITS.get(a.dtype, -1) and a.flags.c_contiguous
+                    and (not axes or axes[-1] == len(axes) - 1)):
+                mean, m2 = exact_moments(a, features, RunningSums.lanes_for(features, a.nbytes))
+                if a.ndim - len(axes) != 1:  # the kernel's results are one-dimensional
+                    kept = a.shape[len(axes):]
+                    mean, m2 = mean.reshape(kept), m2.reshape(kept)
+                return axes, count, (mean, m2 if want_m2 else None)
             return axes, count, backend.moments(a, axes, want_m2)
         sums = RunningSums.for_batch(a, axes, stream=False)
         if sums is not None and sums.accepts(a):
