@@ -68,6 +68,64 @@ def test_non_numeric_inputs_raise_like_numpy(backend, name):
             getattr(zm, name)(value)
 
 
+@pytest.mark.parametrize("name", ["mean", "var", "std"])
+def test_signatures_are_numpys(name):
+    """The same parameters, in the same order and of the same kinds (keyword-only where,
+    mean and correction), as NumPy's function."""
+    import inspect
+    ours = inspect.signature(getattr(zm, name)).parameters
+    theirs = inspect.signature(getattr(np, name)).parameters
+    assert [(p.name, p.kind) for p in ours.values()] == [
+        (p.name, p.kind) for p in theirs.values()]
+
+
+@pytest.mark.parametrize("name", ["mean", "var", "std"])
+@pytest.mark.parametrize("keepdims", [None, "yes", np.True_, np.array(True), [1]], ids=repr)
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.int64])
+def test_bad_keepdims_raise_like_numpy(backend, name, keepdims, dtype):
+    x = np.arange(6, dtype=dtype).reshape(2, 3)
+    _, np_exc, _ = capture(getattr(np, name), x, axis=0, keepdims=keepdims)
+    assert np_exc is not None
+    with pytest.raises(type(np_exc)):
+        getattr(zm, name)(x, axis=0, keepdims=keepdims)
+
+
+@pytest.mark.parametrize("name", ["mean", "var", "std"])
+@pytest.mark.parametrize("dtype", [">f8", ">f4", np.dtype(">f8")], ids=str)
+def test_non_native_dtype_argument_raises_like_numpy(backend, name, dtype):
+    x = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    _, np_exc, _ = capture(getattr(np, name), x, axis=0, dtype=dtype)
+    assert np_exc is not None
+    with pytest.raises(type(np_exc)):
+        getattr(zm, name)(x, axis=0, dtype=dtype)
+
+
+@pytest.mark.parametrize("out_dtype", [np.int64, np.uint8, np.bool_])
+def test_std_into_integer_out_raises_like_numpy(backend, out_dtype):
+    """NumPy's std casts its square root same_kind (an error for an integer out) and its
+    mean and var unsafely (the value truncated): zmfast does the same, writing nothing."""
+    x = np.arange(12, dtype=np.float64).reshape(3, 4)
+    _, np_exc, _ = capture(np.std, x, axis=0, out=np.zeros(4, out_dtype))
+    assert np_exc is not None
+    out = np.full(4, 7, out_dtype)
+    with pytest.raises(type(np_exc)):
+        zm.std(x, axis=0, out=out)
+    assert np.all(out == out_dtype(7))
+    for name in ("mean", "var"):
+        want = getattr(np, name)(x, axis=0, out=np.zeros(4, out_dtype))
+        np.testing.assert_array_equal(getattr(zm, name)(x, axis=0, out=np.zeros(4, out_dtype)),
+                                      want)
+
+
+def test_ddof_and_correction_together_raise_like_numpy(backend):
+    x = np.arange(6, dtype=np.uint8)
+    for name in ("var", "std"):
+        _, np_exc, _ = capture(getattr(np, name), x, ddof=1, correction=1)
+        assert np_exc is not None
+        with pytest.raises(type(np_exc)):
+            getattr(zm, name)(x, ddof=1, correction=1)
+
+
 # --- center / standardize: documented errors, out untouched ------------------------------
 
 SENTINEL = 3.25

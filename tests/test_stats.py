@@ -235,6 +235,29 @@ def test_subclasses_keep_numpys_behaviour(backend, name):
         np.testing.assert_array_equal(np.ma.getmaskarray(got), np.ma.getmaskarray(expected))
 
 
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_matrix_and_numpys_keyword_only_arguments(backend, name):
+    """np.matrix (whose methods take no keepdims) as NumPy answers it; where=, mean= and
+    correction= as NumPy's; keepdims given as an int as NumPy reads it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)  # np.matrix itself
+        matrix = np.matrix([[1.0, 2.0], [3.0, 5.0]])
+    for axis in (None, 0, 1):
+        got, expected = getattr(zm, name)(matrix, axis=axis), getattr(np, name)(matrix, axis=axis)
+        assert type(got) is type(expected)
+        np.testing.assert_array_equal(got, expected)
+    x = np.arange(24, dtype=np.uint8).reshape(4, 6)
+    where = (x % 5 != 0)  # two or more values in each column
+    calls = [{"axis": 0, "where": where}, {"axis": 1, "where": True}, {"axis": 0, "keepdims": 1}]
+    if name != "mean":
+        calls += [{"axis": 0, "correction": 1}, {"correction": 0.5},
+                  {"axis": 1, "mean": x.mean(axis=1, keepdims=True)}]
+    for kwargs in calls:
+        got, expected = getattr(zm, name)(x, **kwargs), getattr(np, name)(x, **kwargs)
+        assert np.shape(got) == np.shape(expected), kwargs
+        np.testing.assert_allclose(got, expected, rtol=1e-12, err_msg=str(kwargs))
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64, np.int32,
                                    np.float16, np.complex128, np.bool_])
 @pytest.mark.parametrize("shape,axis", [((0,), None), ((0,), 0), ((0, 3), 0),
@@ -336,8 +359,11 @@ def test_infinities_give_numpys_values(backend, name, dtype):
     rows = [[1, 2, inf, 4], [1, -inf, 3, 4], [inf, 1, -inf, 2], [inf, inf, inf, inf],
             [1, 2, 3, 4], [np.nan, inf, 1, 2], [-inf, -inf, 0, 0]]
     x = np.array(rows, dtype=dtype)
+    # The last four reduce one value a slice (a length-1 axis, no axis, a repeated value):
+    # x - mean is nan for inf and nan, so var and std are nan there, not 0.
     for axis, view in [(1, x), (0, x.T.copy()), (None, x[:1]), (1, np.asfortranarray(x)),
-                       (1, np.repeat(x, 300, axis=1))]:
+                       (1, np.repeat(x, 300, axis=1)), (1, x[:, 2:3]), (0, x[:1]), ((), x),
+                       (0, np.broadcast_to(x[:1], (5, 4)))]:
         with np.errstate(all="ignore"):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)

@@ -99,10 +99,11 @@ def moments(x, axes, want_m2, kernel, wide_lanes=WIDE_LANES):
     red = _merge_adjacent(sorted(red, key=lambda d: -d[1]))
 
     if not red:
-        # Every reduced value repeats one value: the mean is that value and M2 is zero.
+        # Every reduced value repeats one value: the mean is that value and M2 is zero, or
+        # NaN for inf and NaN as NumPy's x - mean gives (with its warning for inf - inf).
         index = tuple(0 if ax in axes else slice(None) for ax in range(x.ndim))
         mean = np.array(x[index], dtype=np.float64).reshape(out_shape)
-        return mean, (np.zeros(out_shape) if want_m2 else None)
+        return mean, (np.square(mean - mean) if want_m2 else None)
 
     size = math.prod(out_shape)
     itemsize = x.itemsize

@@ -1,6 +1,7 @@
 """NumPy-compatible mean/var/std and mergeable moments."""
 
 import math
+import operator
 
 import numpy as np
 
@@ -315,12 +316,28 @@ def _numpy_first(a, dtype):
         a = np.asarray(a)  # a memory-mapped dataset is plain data: the fast path
     if type(a) is not np.ndarray:
         return None  # other subclasses (masked arrays, matrices) keep NumPy's own behaviour
-    if dtype is not None and np.dtype(dtype).kind != "f":
-        return None  # integer or complex accumulation: NumPy's semantics exactly
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f" or not dtype.isnative:
+            return None  # integer or complex accumulation, or NumPy's byte-order TypeError
     return a
 
 
-def mean(a, axis=None, dtype=None, out=None, keepdims=False):
+def _given(**arguments):
+    """The optional arguments the caller gave, to pass on to NumPy as NumPy passes them (an
+    ndarray subclass's own ``mean`` may not take ``keepdims``, as ``np.matrix``'s)."""
+    return {name: value for name, value in arguments.items() if value is not np._NoValue}
+
+
+def _keepdims(keepdims):
+    """``keepdims`` as a bool, or NumPy's TypeError for a value it does not take as an
+    integer (None, strings, NumPy bools and arrays)."""
+    if keepdims is np._NoValue:
+        return False
+    return keepdims if type(keepdims) is bool else bool(operator.index(keepdims))
+
+
+def mean(a, axis=None, dtype=None, out=None, keepdims=np._NoValue, *, where=np._NoValue):
     """Arithmetic mean along ``axis``: a drop-in for :func:`numpy.mean`.
 
     Same result dtype, shape, errors and warnings as NumPy for the same call. Integer
@@ -333,15 +350,17 @@ def mean(a, axis=None, dtype=None, out=None, keepdims=False):
     ((3, 4), 11.5)
     """
     array = _numpy_first(a, dtype)
-    if array is None:
-        return np.mean(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims)
+    if array is None or (where is not np._NoValue and where is not True):
+        return np.mean(a, axis=axis, dtype=dtype, out=out, **_given(keepdims=keepdims, where=where))
+    keep = _keepdims(keepdims)
     axes, count, stats = _reduce(array, axis, want_m2=False)
     if stats is None:
-        return np.mean(array, axis=axis, dtype=dtype, out=out, keepdims=keepdims)
-    return _finish(stats[0], array, axes, dtype, out, keepdims)
+        return np.mean(array, axis=axis, dtype=dtype, out=out, keepdims=keep)
+    return _finish(stats[0], array, axes, dtype, out, keep)
 
 
-def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
+def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=np._NoValue, *,
+        where=np._NoValue, mean=np._NoValue, correction=np._NoValue):
     """Variance along ``axis``: a drop-in for :func:`numpy.var`.
 
     Computed from exact integer or float64 Welford/Chan moments, so data with a large
@@ -351,10 +370,11 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
     >>> float(zm.var(np.array([1, 2, 3, 4], dtype=np.uint8), ddof=1))
     1.6666666666666667
     """
-    return _spread(a, axis, dtype, out, ddof, keepdims, np.var, None)
+    return _spread(a, axis, dtype, out, ddof, keepdims, where, mean, correction, np.var, None)
 
 
-def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
+def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=np._NoValue, *,
+        where=np._NoValue, mean=np._NoValue, correction=np._NoValue):
     """Standard deviation along ``axis``: a drop-in for :func:`numpy.std`.
 
     >>> import numpy as np, zmfast as zm
@@ -362,17 +382,28 @@ def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
     >>> zm.std(x, axis=0)
     array([2., 2.])
     """
-    return _spread(a, axis, dtype, out, ddof, keepdims, np.std, np.sqrt)
+    return _spread(a, axis, dtype, out, ddof, keepdims, where, mean, correction, np.std, np.sqrt)
 
 
-def _spread(a, axis, dtype, out, ddof, keepdims, numpy_function, finish):
+def _spread(a, axis, dtype, out, ddof, keepdims, where, mean, correction, numpy_function,
+            finish):
+    if (finish is not None and isinstance(out, np.ndarray)
+            and not np.can_cast(np.float16, out.dtype, "same_kind")):
+        # std's square root casts same_kind: NumPy's own error for an integer out, raised on a
+        # stand-in (NumPy's std would write the variance into out before it fails).
+        numpy_function(np.zeros(1), out=np.empty((), out.dtype))
     array = _numpy_first(a, dtype)
-    stats = None
-    if array is not None:
-        axes, count, stats = _reduce(array, axis, want_m2=True, ddof=ddof)
+    if (array is None or (where is not np._NoValue and where is not True)
+            or mean is not np._NoValue or correction is not np._NoValue):
+        # NumPy itself: its where= and mean= and its checks of correction= against ddof.
+        return numpy_function(a, axis=axis, dtype=dtype, out=out, ddof=ddof,
+                              **_given(keepdims=keepdims, where=where, mean=mean,
+                                       correction=correction))
+    keepdims = _keepdims(keepdims)
+    axes, count, stats = _reduce(array, axis, want_m2=True, ddof=ddof)
     if stats is None:
-        return numpy_function(a if array is None else array, axis=axis, dtype=dtype, out=out,
-                              ddof=ddof, keepdims=keepdims)
+        return numpy_function(array, axis=axis, dtype=dtype, out=out, ddof=ddof,
+                              keepdims=keepdims)
     # The backend's M2 is fresh float64 (a scalar from NumPy's full reductions): finish it in
     # place rather than in one more array of the statistics' size.
     spread = np.asarray(stats[1], dtype=np.float64)
