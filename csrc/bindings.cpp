@@ -143,8 +143,9 @@ py::tuple moments_from_sums(int64_t n, const py::array_t<int64_t, 0>& s1,
 // `features` statistics, in one call: exact int64 sums over `lanes` (a multiple of
 // features), folded, then the same integer shift and float64 steps as
 // zmfast._stats.RunningSums.moments, so both give the same bits. The caller checks that
-// x.size / features is within RunningSums' exactness limit.
-py::tuple exact_moments(const py::array& x, int64_t features, int64_t lanes) {
+// x.size / features is within RunningSums' exactness limit. Without want_m2, M2 is None and
+// the one- and three-channel kernel sums no squares.
+py::tuple exact_moments(const py::array& x, int64_t features, int64_t lanes, bool want_m2) {
   const char type = x.dtype().char_();
   if (!is_sums_type(type)) throw py::type_error("exact_moments: x must be 8- or 16-bit integers");
   const int64_t size = int64_t(x.size());
@@ -163,12 +164,14 @@ py::tuple exact_moments(const py::array& x, int64_t features, int64_t lanes) {
     // One or three uint8 channels: each channel's sums in lane f, read in one linear pass.
     const bool by_channel =
         type == 'B' && zm::add_channel_sums(reinterpret_cast<const uint8_t*>(p), size,
-                                            int(features), s1.data(), s2.data(), threads);
+                                            int(features), s1.data(),
+                                            want_m2 ? s2.data() : nullptr, threads);
     if (rows && !by_channel) add_rows(type, p, rows, lanes, s1.data(), s2.data(), threads);
     if (tail && !by_channel)  // whole periods of the statistics: lane j still maps to j % features
       add_rows(type, p + rows * lanes * x.itemsize(), 1, tail, s1.data(), s2.data(), threads);
     zm::moments_from_sums(size / features, s1.data(), s2.data(), lanes, features, mp, m2p, 1);
   }
+  if (!want_m2) return py::make_tuple(mean, py::none());
   return py::make_tuple(mean, m2);
 }
 
@@ -536,7 +539,9 @@ PYBIND11_MODULE(_core, m) {
         "S1[c], S2[c] += the sums (of squares) of channel c of uint8 pixels, in one linear "
         "pass where the CPU allows (returns whether it did).");
   m.def("exact_moments", &exact_moments, py::arg("x"), py::arg("features"), py::arg("lanes"),
-        "(mean, M2) of integer x over its leading axes from exact sums, in one call.");
+        py::arg("want_m2") = true,
+        "(mean, M2) of integer x over its leading axes from exact sums, in one call (M2 None "
+        "without want_m2).");
   m.def("moments_from_sums", &moments_from_sums, py::arg("n"), py::arg("s1"), py::arg("s2"),
         py::arg("features"),
         "(mean, M2) of each statistic from exact int64 sums of n values over lanes (lane j "

@@ -853,14 +853,15 @@ void u8_totals(const void* x, int64_t rs, int64_t r, int64_t l, int64_t* a, int6
 // against 4.0 us, two 5.8 against 6.7 us, four 11.3 against 9.7 us).
 constexpr int64_t kSumsBytesPerThread = int64_t(256) << 10;
 
-// S1[i % channels] += x[i] and S2[i % channels] += x[i]^2 for i in [from, to): the bytes the
-// linear kernel leaves after its last whole step (from a multiple of channels).
+// S1[i % channels] += x[i] and S2[i % channels] += x[i]^2 (unless s2 is null) for i in
+// [from, to): the bytes the linear kernel leaves after its last whole step (from a multiple
+// of channels).
 inline void add_tail_sums(const uint8_t* x, int64_t from, int64_t to, int channels,
                           int64_t* s1, int64_t* s2) {
   for (int64_t i = from; i < to; ++i) {
     const int64_t v = x[i];
     s1[i % channels] += v;
-    s2[i % channels] += v * v;
+    if (s2) s2[i % channels] += v * v;
   }
 }
 
@@ -926,7 +927,8 @@ ZM_TARGET_AVX512_VNNI ZM_INLINE void add_step_u8(__m512i& s1, __m512i& shifted, 
 // arrays: GCC kept the arrays' twelve vectors in registers but copied each twice a step (24
 // moves a step, as many as the step's other instructions; A/B, 2 threads: cifar per channel
 // 1.45x-1.52x -> 1.38x-1.43x of the read floor; one 224 x 224 x 3 image, one thread: 3.2 ->
-// 3.1 us).
+// 3.1 us). Without kWantM2, S1 alone: half the vpdpbusd and no xor (zm.mean).
+template <bool kWantM2>
 ZM_TARGET_AVX512_VBMI_VNNI ZM_INLINE void rgb_steps_u8_vbmi(const uint8_t* a, const uint8_t* b,
                                                            int64_t steps, const __m512i* index,
                                                            __m512i (&sums)[2][3],
@@ -954,12 +956,12 @@ ZM_TARGET_AVX512_VBMI_VNNI ZM_INLINE void rgb_steps_u8_vbmi(const uint8_t* a, co
     b0 = _mm512_dpbusd_epi32(b0, v0, ones);
     b1 = _mm512_dpbusd_epi32(b1, v1, ones);
     b2 = _mm512_dpbusd_epi32(b2, v2, ones);
-    ta0 = _mm512_dpbusd_epi32(ta0, u0, _mm512_xor_si512(u0, bias));
-    ta1 = _mm512_dpbusd_epi32(ta1, u1, _mm512_xor_si512(u1, bias));
-    ta2 = _mm512_dpbusd_epi32(ta2, u2, _mm512_xor_si512(u2, bias));
-    tb0 = _mm512_dpbusd_epi32(tb0, v0, _mm512_xor_si512(v0, bias));
-    tb1 = _mm512_dpbusd_epi32(tb1, v1, _mm512_xor_si512(v1, bias));
-    tb2 = _mm512_dpbusd_epi32(tb2, v2, _mm512_xor_si512(v2, bias));
+    if (kWantM2) ta0 = _mm512_dpbusd_epi32(ta0, u0, _mm512_xor_si512(u0, bias));
+    if (kWantM2) ta1 = _mm512_dpbusd_epi32(ta1, u1, _mm512_xor_si512(u1, bias));
+    if (kWantM2) ta2 = _mm512_dpbusd_epi32(ta2, u2, _mm512_xor_si512(u2, bias));
+    if (kWantM2) tb0 = _mm512_dpbusd_epi32(tb0, v0, _mm512_xor_si512(v0, bias));
+    if (kWantM2) tb1 = _mm512_dpbusd_epi32(tb1, v1, _mm512_xor_si512(v1, bias));
+    if (kWantM2) tb2 = _mm512_dpbusd_epi32(tb2, v2, _mm512_xor_si512(v2, bias));
   }
   sums[0][0] = a0, sums[0][1] = a1, sums[0][2] = a2;
   sums[1][0] = b0, sums[1][1] = b1, sums[1][2] = b2;
@@ -967,7 +969,8 @@ ZM_TARGET_AVX512_VBMI_VNNI ZM_INLINE void rgb_steps_u8_vbmi(const uint8_t* a, co
   shifted[1][0] = tb0, shifted[1][1] = tb1, shifted[1][2] = tb2;
 }
 
-template <int C>
+// kWantM2: S2 too, else S1 alone (s2 unused).
+template <int C, bool kWantM2>
 ZM_TARGET_AVX512_VBMI_VNNI void channel_sums_u8_vbmi(const uint8_t* x, int64_t steps,
                                                      int64_t* s1, int64_t* s2) {
   static_assert(C == 1 || C == 3, "one or three channels");
@@ -991,14 +994,19 @@ ZM_TARGET_AVX512_VBMI_VNNI void channel_sums_u8_vbmi(const uint8_t* x, int64_t s
     for (int u = 0; u < kUnroll; ++u)
       for (int v = 0; v < C; ++v) sums[u][v] = shifted[u][v] = _mm512_setzero_si512();
     if constexpr (C == 3) {
-      rgb_steps_u8_vbmi(x + done * 192, x + (half + done) * 192, end - done, index, sums, shifted);
+      rgb_steps_u8_vbmi<kWantM2>(x + done * 192, x + (half + done) * 192, end - done, index,
+                                 sums, shifted);
     } else {
       for (int64_t step = done; step < end; step += kPer) {
         const int here = int(std::min<int64_t>(kPer, end - step));
         for (int u = 0; u < kUnroll; ++u)
-          if (u % kPer < here)
-            add_step_u8(sums[u][0], shifted[u][0],
-                        _mm512_loadu_si512(x + (u / kPer * half + step + u % kPer) * 64));
+          if (u % kPer < here) {
+            const __m512i v = _mm512_loadu_si512(x + (u / kPer * half + step + u % kPer) * 64);
+            if (kWantM2)
+              add_step_u8(sums[u][0], shifted[u][0], v);
+            else
+              sums[u][0] = _mm512_dpbusd_epi32(sums[u][0], v, _mm512_set1_epi8(1));
+          }
       }
     }
     for (int u = 0; u < kUnroll; ++u)
@@ -1010,19 +1018,19 @@ ZM_TARGET_AVX512_VBMI_VNNI void channel_sums_u8_vbmi(const uint8_t* x, int64_t s
         for (int lane = 0; lane < 16; ++lane) {
           const int c = lane_channel(v, lane);
           s1[c] += lanes1[lane];
-          s2[c] += int64_t(lanes2[lane]) + 128 * int64_t(lanes1[lane]);
+          if (kWantM2) s2[c] += int64_t(lanes2[lane]) + 128 * int64_t(lanes1[lane]);
         }
       }
     done = end;
   }
-  add_tail_sums(x, 2 * half * 64 * C, steps * 64 * C, C, s1, s2);  // an odd last step
+  add_tail_sums(x, 2 * half * 64 * C, steps * 64 * C, C, s1, kWantM2 ? s2 : nullptr);
 }
 #endif
 
-// S1 += the per-channel sums and S2 += the sums of squares of `bytes` uint8 values of
-// interleaved pixels of `channels` channels (bytes a multiple of channels), exactly. Returns
-// false, doing nothing, where there is no such kernel: other channel counts, or a CPU or
-// level without VNNI and VBMI.
+// S1 += the per-channel sums and S2 += the sums of squares (s2 may be null: the sums alone)
+// of `bytes` uint8 values of interleaved pixels of `channels` channels (bytes a multiple of
+// channels), exactly. Returns false, doing nothing, where there is no such kernel: other
+// channel counts, or a CPU or level without VNNI and VBMI.
 inline bool add_channel_sums(const uint8_t* x, int64_t bytes, int channels, int64_t* s1,
                              int64_t* s2, int requested_threads) {
 #if ZMFAST_X86_DISPATCH
@@ -1036,13 +1044,21 @@ inline bool add_channel_sums(const uint8_t* x, int64_t bytes, int channels, int6
     split_range(steps, threads, t, k0, k1);
     int64_t* const own = partial.data() + 6 * t;
     if (k0 >= k1) return;
-    if (channels == 3)
-      channel_sums_u8_vbmi<3>(x + k0 * step_bytes, k1 - k0, own, own + 3);
+    const uint8_t* from = x + k0 * step_bytes;
+    if (channels == 3 && s2)
+      channel_sums_u8_vbmi<3, true>(from, k1 - k0, own, own + 3);
+    else if (channels == 3)
+      channel_sums_u8_vbmi<3, false>(from, k1 - k0, own, own + 3);
+    else if (s2)
+      channel_sums_u8_vbmi<1, true>(from, k1 - k0, own, own + 3);
     else
-      channel_sums_u8_vbmi<1>(x + k0 * step_bytes, k1 - k0, own, own + 3);
+      channel_sums_u8_vbmi<1, false>(from, k1 - k0, own, own + 3);
   });
   for (int t = 0; t < threads; ++t)
-    for (int c = 0; c < channels; ++c) s1[c] += partial[6 * t + c], s2[c] += partial[6 * t + 3 + c];
+    for (int c = 0; c < channels; ++c) {
+      s1[c] += partial[6 * t + c];
+      if (s2) s2[c] += partial[6 * t + 3 + c];
+    }
   add_tail_sums(x, steps * step_bytes, bytes, channels, s1, s2);
   return true;
 #else

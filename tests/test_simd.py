@@ -268,8 +268,8 @@ def channel_batches():
 @pytest.mark.parametrize("features", [1, 3])
 def test_channel_sums_every_level(simd_level, channel_batches, features, threads):
     """Per-channel and global uint8 moments (with VNNI and VBMI: one linear pass whose
-    permuted dwords each hold one channel) equal exact integer arithmetic, in one call and
-    in the streaming accumulator of StandardScaler."""
+    permuted dwords each hold one channel) equal exact integer arithmetic, in one call (also
+    the means alone) and in the streaming accumulator of StandardScaler."""
     before = zm.get_num_threads()
     zm.set_num_threads(threads)
     try:
@@ -277,6 +277,9 @@ def test_channel_sums_every_level(simd_level, channel_batches, features, threads
             mean, m2 = core.exact_moments(flat, features, 64 * features)
             np.testing.assert_array_equal(mean, want_mean)
             np.testing.assert_array_equal(m2, want_m2)
+            mean, m2 = core.exact_moments(flat, features, 64 * features, False)  # zm.mean
+            np.testing.assert_array_equal(mean, want_mean)
+            assert m2 is None
         images = np.random.default_rng(15).integers(0, 256, (40, 31, 29, features),
                                                     dtype=np.uint8)
         scaler = zm.StandardScaler(axis=(0, 1, 2))

@@ -277,11 +277,13 @@ def _reduce(a, axis, want_m2, ddof=0):
             # (Sorted distinct axes lead when the last is len(axes) - 1.)
             if (count <= _SUMS_LIMITS.get(a.dtype, -1) and a.flags.c_contiguous
                     and (not axes or axes[-1] == len(axes) - 1)):
-                mean, m2 = exact_moments(a, features, RunningSums.lanes_for(features, a.nbytes))
+                mean, m2 = exact_moments(a, features, RunningSums.lanes_for(features, a.nbytes),
+                                         want_m2)
                 if a.ndim - len(axes) != 1:  # the kernel's results are one-dimensional
                     kept = a.shape[len(axes):]
-                    mean, m2 = mean.reshape(kept), m2.reshape(kept)
-                return axes, count, (mean, m2 if want_m2 else None)
+                    mean = mean.reshape(kept)
+                    m2 = m2.reshape(kept) if want_m2 else None
+                return axes, count, (mean, m2)
             return axes, count, backend.moments(a, axes, want_m2)
         sums = RunningSums.for_batch(a, axes, stream=False)
         if sums is not None and sums.accepts(a):
@@ -342,7 +344,8 @@ def mean(a, axis=None, dtype=None, out=None, keepdims=np._NoValue, *, where=np._
 
     Same result dtype, shape, errors and warnings as NumPy for the same call. Integer
     inputs are summed exactly and float inputs in float64, so float32 results are
-    correctly rounded where NumPy's float32 sums drift.
+    correctly rounded where NumPy's float32 sums drift. A ``where`` mask, ndarray subclasses
+    and integer or complex ``dtype`` go to NumPy itself.
 
     >>> import numpy as np, zmfast as zm
     >>> x = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
@@ -364,7 +367,9 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=np._NoValue, *,
     """Variance along ``axis``: a drop-in for :func:`numpy.var`.
 
     Computed from exact integer or float64 Welford/Chan moments, so data with a large
-    offset and a small spread (``1e9 + U(0, 1)``) keeps its digits.
+    offset and a small spread (``1e9 + U(0, 1)``) keeps its digits. ``correction`` (the
+    array API's name for ``ddof``), ``mean``, ``where`` and ndarray subclasses go to NumPy
+    itself, as do integer or complex ``dtype``.
 
     >>> import numpy as np, zmfast as zm
     >>> float(zm.var(np.array([1, 2, 3, 4], dtype=np.uint8), ddof=1))
@@ -376,6 +381,8 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=np._NoValue, *,
 def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=np._NoValue, *,
         where=np._NoValue, mean=np._NoValue, correction=np._NoValue):
     """Standard deviation along ``axis``: a drop-in for :func:`numpy.std`.
+
+    The square root of :func:`var`, with the same arguments.
 
     >>> import numpy as np, zmfast as zm
     >>> x = np.array([[0, 2], [4, 6]], dtype=np.uint8)

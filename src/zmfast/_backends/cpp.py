@@ -31,10 +31,10 @@ def add_channel_sums(x, features, s1, s2):
     return _core.add_channel_sums(x, features, s1, s2)
 
 
-def exact_moments(x, features, lanes):
+def exact_moments(x, features, lanes, want_m2=True):
     """(mean, M2) of integer ``x`` over its leading axes, as ``RunningSums(stream=False)``
-    would give them, in one call."""
-    return _core.exact_moments(x, features, lanes)
+    would give them, in one call; M2 is None without ``want_m2``."""
+    return _core.exact_moments(x, features, lanes, want_m2)
 
 
 def moments_from_sums(n, s1, s2, features):
