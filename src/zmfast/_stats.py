@@ -342,7 +342,8 @@ def _keepdims(keepdims):
 def mean(a, axis=None, dtype=None, out=None, keepdims=np._NoValue, *, where=np._NoValue):
     """Arithmetic mean along ``axis``: a drop-in for :func:`numpy.mean`.
 
-    Same result dtype, shape, errors and warnings as NumPy for the same call. Integer
+    Same result dtype, shape, errors and warnings as NumPy for the same call (but for the
+    floating-point "invalid value" warning of inf - inf on the compiled backends). Integer
     inputs are summed exactly and float inputs in float64, so float32 results are
     correctly rounded where NumPy's float32 sums drift. A ``where`` mask, ndarray subclasses
     and integer or complex ``dtype`` go to NumPy itself.
