@@ -12,7 +12,7 @@ import zmfast as zm
 # --- mean / var / std: NumPy's exceptions ------------------------------------------------
 
 BAD_AXES = [2, -3, 5, (0, 2), (0, 0), (1, -1), (-3,), 1.5, "a", [0], (0.0,), True, False,
-            np.True_, (0, True), (False,)]
+            np.True_, (0, True), (False,), 2**31, -2**31 - 1, 2**63, (0, 2**64)]
 
 
 @pytest.mark.parametrize("name", ["mean", "var", "std"])
@@ -115,6 +115,16 @@ def test_std_into_integer_out_raises_like_numpy(backend, out_dtype):
         want = getattr(np, name)(x, axis=0, out=np.zeros(4, out_dtype))
         np.testing.assert_array_equal(getattr(zm, name)(x, axis=0, out=np.zeros(4, out_dtype)),
                                       want)
+
+
+@pytest.mark.parametrize("name", ["var", "std"])
+@pytest.mark.parametrize("ddof", [2**63, -2**70, "1", None], ids=repr)
+def test_bad_ddof_raises_like_numpy(backend, name, ddof):
+    x = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    _, np_exc, _ = capture(getattr(np, name), x, axis=0, ddof=ddof)
+    assert np_exc is not None
+    _, exc, _ = capture(getattr(zm, name), x, axis=0, ddof=ddof)  # NumPy warns, then raises
+    assert isinstance(exc, type(np_exc)), exc
 
 
 def test_ddof_and_correction_together_raise_like_numpy(backend):

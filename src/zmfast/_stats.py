@@ -402,8 +402,11 @@ def _spread(a, axis, dtype, out, ddof, keepdims, where, mean, correction, numpy_
         numpy_function(np.zeros(1), out=np.empty((), out.dtype))
     array = _numpy_first(a, dtype)
     if (array is None or (where is not np._NoValue and where is not True)
-            or mean is not np._NoValue or correction is not np._NoValue):
-        # NumPy itself: its where= and mean= and its checks of correction= against ddof.
+            or mean is not np._NoValue or correction is not np._NoValue
+            or not (isinstance(ddof, (int, float, np.integer, np.floating))
+                    and -2**63 <= ddof < 2**63)):
+        # NumPy itself: its where= and mean=, its checks of correction= against ddof, and its
+        # errors for a ddof that is no C long (or no number).
         return numpy_function(a, axis=axis, dtype=dtype, out=out, ddof=ddof,
                               **_given(keepdims=keepdims, where=where, mean=mean,
                                        correction=correction))

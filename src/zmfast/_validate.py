@@ -31,6 +31,8 @@ def normalize_axes(axis, ndim):
             ax = operator.index(ax)
         except TypeError:
             raise TypeError(f"axis must be an int, a tuple of ints or None, got {ax!r}") from None
+        if not -2**31 <= ax < 2**31:  # NumPy reads axes as C ints
+            raise OverflowError(f"axis {ax} is too large to convert to C int")
         if not -ndim <= ax < ndim:
             raise np.exceptions.AxisError(ax, ndim)
         result.append(ax % ndim)
