@@ -27,6 +27,21 @@ def test_bad_axis_raises_like_numpy(backend, name, axis, dtype):
 
 
 @pytest.mark.parametrize("name", ["mean", "var", "std"])
+@pytest.mark.parametrize("shape", [(), (4,), (2, 3)])
+@pytest.mark.parametrize("axis,keepdims", [(True, False), (np.True_, False), (False, False),
+                                           ((0, True), False), (-1, np.True_), (2, None)],
+                         ids=repr)
+def test_checks_in_numpys_order(backend, name, shape, axis, keepdims):
+    """A Python bool axis is range-checked as an int (AxisError), then a TypeError; a NumPy
+    bool is a TypeError; the axis is checked before keepdims."""
+    x = np.zeros(shape, np.uint8)
+    _, np_exc, _ = capture(getattr(np, name), x, axis=axis, keepdims=keepdims)
+    assert np_exc is not None
+    _, exc, _ = capture(getattr(zm, name), x, axis=axis, keepdims=keepdims)
+    assert isinstance(exc, type(np_exc)), exc
+
+
+@pytest.mark.parametrize("name", ["mean", "var", "std"])
 def test_axis_error_is_numpys(backend, name):
     for shape, axis in [((2, 3), 2), ((2, 3), -3), ((), 0), ((4,), (0, 1))]:
         with pytest.raises(np.exceptions.AxisError):

@@ -356,8 +356,8 @@ def mean(a, axis=None, dtype=None, out=None, keepdims=np._NoValue, *, where=np._
     array = _numpy_first(a, dtype)
     if array is None or (where is not np._NoValue and where is not True):
         return np.mean(a, axis=axis, dtype=dtype, out=out, **_given(keepdims=keepdims, where=where))
-    keep = _keepdims(keepdims)
     axes, count, stats = _reduce(array, axis, want_m2=False)
+    keep = _keepdims(keepdims)  # after the axes, as NumPy checks them
     if stats is None:
         return np.mean(array, axis=axis, dtype=dtype, out=out, keepdims=keep)
     return _finish(stats[0], array, axes, dtype, out, keep)
@@ -410,8 +410,8 @@ def _spread(a, axis, dtype, out, ddof, keepdims, where, mean, correction, numpy_
         return numpy_function(a, axis=axis, dtype=dtype, out=out, ddof=ddof,
                               **_given(keepdims=keepdims, where=where, mean=mean,
                                        correction=correction))
-    keepdims = _keepdims(keepdims)
     axes, count, stats = _reduce(array, axis, want_m2=True, ddof=ddof)
+    keepdims = _keepdims(keepdims)  # after the axes, as NumPy checks them
     if stats is None:
         return numpy_function(array, axis=axis, dtype=dtype, out=out, ddof=ddof,
                               keepdims=keepdims)

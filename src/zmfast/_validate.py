@@ -26,7 +26,9 @@ def normalize_axes(axis, ndim):
     result = []
     for ax in axes:
         try:
-            if isinstance(ax, bool):  # an int to operator.index, not to NumPy
+            if isinstance(ax, bool):  # NumPy checks its range as an int's, then rejects it
+                if not -ndim <= ax < ndim:
+                    raise np.exceptions.AxisError(int(ax), ndim)
                 raise TypeError
             ax = operator.index(ax)
         except TypeError:
