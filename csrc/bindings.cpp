@@ -152,9 +152,15 @@ py::tuple exact_moments(const py::array& x, int64_t features, int64_t lanes, boo
   if (!(x.flags() & py::array::c_style) || features < 1 || lanes % features != 0 ||
       size % features != 0 || size == 0)
     throw std::invalid_argument("exact_moments: x must be C-contiguous whole rows of features");
-  py::array_t<double> mean(features), m2(features);
+  py::array_t<double> mean(features);
+  py::object m2 = py::none();
   double* mp = mean.mutable_data();
-  double* m2p = m2.mutable_data();
+  double* m2p = nullptr;
+  if (want_m2) {
+    py::array_t<double> spread(features);
+    m2p = spread.mutable_data();
+    m2 = std::move(spread);
+  }
   const auto* p = static_cast<const char*>(x.data());
   const int threads = g_threads.load();
   {
@@ -171,7 +177,6 @@ py::tuple exact_moments(const py::array& x, int64_t features, int64_t lanes, boo
       add_rows(type, p + rows * lanes * x.itemsize(), 1, tail, s1.data(), s2.data(), threads);
     zm::moments_from_sums(size / features, s1.data(), s2.data(), lanes, features, mp, m2p, 1);
   }
-  if (!want_m2) return py::make_tuple(mean, py::none());
   return py::make_tuple(mean, m2);
 }
 

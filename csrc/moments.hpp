@@ -1682,7 +1682,8 @@ bool exact_row_moments(const char* base, const Space& kept, const Space& rows, i
 
 // Mean and M2 of each of `features` statistics from exact int64 sums over `lanes` lanes (lane
 // j holds statistic j % features) of n values each, as zmfast._stats.RunningSums.moments
-// computes them in NumPy: the same integer and float64 steps, so the same bits.
+// computes them in NumPy: the same integer and float64 steps, so the same bits. m2p may be
+// null: the means alone (s2 is then not read).
 inline void moments_from_sums(int64_t n, const int64_t* s1, const int64_t* s2, int64_t lanes,
                               int64_t features, double* mp, double* m2p, int threads) {
   const int tasks = features >= (int64_t(1) << 16) ? threads : 1;
@@ -1693,7 +1694,7 @@ inline void moments_from_sums(int64_t n, const int64_t* s1, const int64_t* s2, i
       int64_t a = 0, b = 0;
       for (int64_t j = f; j < lanes; j += features) {
         a += s1[j];
-        b += s2[j];
+        if (m2p) b += s2[j];
       }
       const int64_t num = 2 * a + n, den = 2 * n;  // q = floor(num / den): nearest to the mean
       const int64_t q = num >= 0 ? num / den : -((-num + den - 1) / den);
@@ -1702,6 +1703,7 @@ inline void moments_from_sums(int64_t n, const int64_t* s1, const int64_t* s2, i
       const int64_t t = int64_t(uint64_t(b) - uint64_t(q) * (uint64_t(a) + uint64_t(r)));
       const double rn = double(r) / double(n);
       mp[f] = double(q) + rn;
+      if (!m2p) continue;  // the means alone
       const double spread = double(t) - double(r) * rn;
       m2p[f] = spread >= 0.0 ? spread : 0.0;  // np.maximum(spread, 0.0)
     }
