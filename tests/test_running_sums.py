@@ -365,6 +365,31 @@ def test_numba_column_statistics_are_exact(dtype, shape, threads):
     assert_ulps(got.var(), var, 4, "var")
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16])
+@pytest.mark.parametrize("rows,lanes", [(403, 3072), (1100, 960), (60, 3072), (27, 9000)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_numba_add_sums_are_exact(dtype, rows, lanes, threads):
+    """numba's add_sums, eight rows a pass with the rest one at a time, split by rows (a
+    large batch of short rows) or by lanes (small batches, wide rows): the exact integer
+    sums of values and squares, across the float32 squares' 256-row flushes."""
+    nb = pytest.importorskip("zmfast._backends.numba")
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(rows + threads)
+    x = rng.choice(np.array([info.min, info.max, info.max - 1, 0], dtype=dtype), (rows, lanes))
+    x[rng.random(x.shape) < 0.5] = rng.integers(info.min, info.max, dtype=dtype)
+    s1 = np.full(lanes, 5, dtype=np.int64)  # added into, not overwritten
+    s2 = np.full(lanes, 7, dtype=np.int64)
+    before = zm.get_num_threads()
+    zm.set_num_threads(threads)
+    try:
+        nb.add_sums(x.reshape(-1), rows, lanes, s1, s2)
+    finally:
+        zm.set_num_threads(before)
+    wide = x.astype(np.int64)
+    np.testing.assert_array_equal(s1, 5 + wide.sum(axis=0))
+    np.testing.assert_array_equal(s2, 7 + (wide * wide).sum(axis=0))
+
+
 def test_nearest_quotient_is_floor_division():
     """RunningSums.moments' NumPy path finds q = (2 s1 + n) // (2 n) from a float64 estimate
     and the exact remainder: equal to the floor division across the int64 range it meets."""

@@ -22,6 +22,10 @@ LANE_BLOCK = 4096  # lanes per pass, so the accumulators stay in cache
 VIRTUAL_LANES = 32  # independent partial sums of a row reduction, so the loop vectorises
 FLOAT_BLOCK = 4096  # values per float block: bounds the rounding of shifted sums
 MIN_ELEMENTS_PER_THREAD = 1 << 16
+# Batches of rows up to SHORT_ROW_LANES wide, of BY_ROWS_MIN_BYTES or more, are split across
+# threads by rows, not lanes. Smaller ones (partial_fit's batches) stay split by lanes: the
+# partial totals cost more there than they save (64 CIFAR images: 32 against 23 us a batch).
+SHORT_ROW_LANES, BY_ROWS_MIN_BYTES = 4096, 1 << 20
 
 # Integer accumulators: 8-bit values in 32-bit lanes for blocks of 2**16 (S2 < 2**32), 16-bit
 # values in 64-bit lanes for blocks short enough that n * S2 < 2**63.
@@ -131,24 +135,34 @@ def _shift_of(value, exact):
 
 # --- column reduction: rows x lanes into per-lane running moments -----------------------
 
-@njit(cache=True)
-def _add_rows4(a, b, c, d, s1, s2, squares, want_m2, acc_type):
-    """Exact sums of four integer rows into the lanes (and of their squares if wanted: into
-    the float32 ``squares`` for 8-bit rows, see SQUARES_BLOCK, else into ``s2``)."""
+# Contraction into fused multiply-adds is exact here: the squares of 8-bit values and their
+# sums stay integers below 2**24 (SQUARES_BLOCK), and it saves an instruction per 16 lanes.
+@njit(cache=True, fastmath={"contract"})
+def _add_rows8(a, b, c, d, e, f, g, h, s1, s2, squares, want_m2, acc_type):
+    """Exact sums of eight integer rows into the lanes (and of their squares if wanted: into
+    the float32 ``squares`` for 8-bit rows, see SQUARES_BLOCK, else into ``s2``). Eight rows a
+    pass read and write the accumulators half as often as four (per-pixel imagenet sums 1.4x
+    faster, one thread)."""
     if want_m2 and a.itemsize == 1:
         for k in range(a.size):
             va, vb, vc, vd = acc_type(a[k]), acc_type(b[k]), acc_type(c[k]), acc_type(d[k])
-            s1[k] += va + vb + vc + vd
+            ve, vf, vg, vh = acc_type(e[k]), acc_type(f[k]), acc_type(g[k]), acc_type(h[k])
+            s1[k] += va + vb + vc + vd + ve + vf + vg + vh
             fa, fb, fc, fd = np.float32(va), np.float32(vb), np.float32(vc), np.float32(vd)
-            squares[k] += fa * fa + fb * fb + fc * fc + fd * fd
+            fe, ff, fg, fh = np.float32(ve), np.float32(vf), np.float32(vg), np.float32(vh)
+            squares[k] += (fa * fa + fb * fb + fc * fc + fd * fd
+                           + fe * fe + ff * ff + fg * fg + fh * fh)
     elif want_m2:
         for k in range(a.size):
             va, vb, vc, vd = acc_type(a[k]), acc_type(b[k]), acc_type(c[k]), acc_type(d[k])
-            s1[k] += va + vb + vc + vd
-            s2[k] += va * va + vb * vb + vc * vc + vd * vd
+            ve, vf, vg, vh = acc_type(e[k]), acc_type(f[k]), acc_type(g[k]), acc_type(h[k])
+            s1[k] += va + vb + vc + vd + ve + vf + vg + vh
+            s2[k] += (va * va + vb * vb + vc * vc + vd * vd
+                      + ve * ve + vf * vf + vg * vg + vh * vh)
     else:
         for k in range(a.size):
-            s1[k] += acc_type(a[k]) + acc_type(b[k]) + acc_type(c[k]) + acc_type(d[k])
+            s1[k] += (acc_type(a[k]) + acc_type(b[k]) + acc_type(c[k]) + acc_type(d[k])
+                      + acc_type(e[k]) + acc_type(f[k]) + acc_type(g[k]) + acc_type(h[k]))
 
 
 @njit(cache=True)
@@ -188,6 +202,7 @@ def _column(x, base, row_ext, row_str, r0, r1, lane_stride, lanes, mean, m2, wan
     squares = np.zeros(LANE_BLOCK, np.float32)
     shift = np.zeros(LANE_BLOCK, acc_type)
     index = np.zeros(row_ext.size, np.int64)
+    starts = np.empty(8, np.int64)  # the offsets of the rows of an eight-row pass
     for k0 in range(0, lanes, LANE_BLOCK):
         kn = min(LANE_BLOCK, lanes - k0)
         done = 0
@@ -202,21 +217,19 @@ def _column(x, base, row_ext, row_str, r0, r1, lane_stride, lanes, mean, m2, wan
                 shift[k] = _shift_of(x[first + k * lane_stride], exact)
             r = 0
             if exact and lane_stride == 1:
-                # Four rows a pass: the accumulators are read and written once per four values.
+                # Eight rows a pass: the accumulators are read and written once per eight values.
                 squares[:kn] = 0
-                while r + 4 <= bn:
-                    p0 = base + offset + k0
-                    offset = _next(row_ext, row_str, index, offset)
-                    p1 = base + offset + k0
-                    offset = _next(row_ext, row_str, index, offset)
-                    p2 = base + offset + k0
-                    offset = _next(row_ext, row_str, index, offset)
-                    p3 = base + offset + k0
-                    offset = _next(row_ext, row_str, index, offset)
-                    _add_rows4(x[p0:p0 + kn], x[p1:p1 + kn], x[p2:p2 + kn], x[p3:p3 + kn], s1, s2,
-                               squares, want_m2, acc_type)
-                    r += 4
-                    if r % SQUARES_BLOCK == 0 or r + 4 > bn:
+                while r + 8 <= bn:
+                    for i in range(8):
+                        starts[i] = base + offset + k0
+                        offset = _next(row_ext, row_str, index, offset)
+                    p = starts
+                    _add_rows8(x[p[0]:p[0] + kn], x[p[1]:p[1] + kn], x[p[2]:p[2] + kn],
+                               x[p[3]:p[3] + kn], x[p[4]:p[4] + kn], x[p[5]:p[5] + kn],
+                               x[p[6]:p[6] + kn], x[p[7]:p[7] + kn], s1, s2, squares, want_m2,
+                               acc_type)
+                    r += 8
+                    if r % SQUARES_BLOCK == 0 or r + 8 > bn:
                         _flush_squares(squares, s2, kn, acc_type)
             for _ in range(r, bn):
                 p = base + offset + k0 * lane_stride
@@ -666,7 +679,7 @@ def _affine_kernel(x, x_offset, mean, inv, extent, x_strides, stats_strides, out
 @njit(cache=True)
 def _column_sums(x, r0, r1, k0, k1, s1, s2, acc_type, block):
     """Rows [r0, r1) of lanes [k0, k1) of the 2-D ``x`` added into int64 ``s1``, ``s2``: in
-    narrow exact block sums four rows a pass, as ``_column``, flushed every ``block`` rows."""
+    narrow exact block sums eight rows a pass, as ``_column``, flushed every ``block`` rows."""
     a1 = np.zeros(LANE_BLOCK, acc_type)
     a2 = np.zeros(LANE_BLOCK, acc_type)
     squares = np.zeros(LANE_BLOCK, np.float32)
@@ -678,11 +691,13 @@ def _column_sums(x, r0, r1, k0, k1, s1, s2, acc_type, block):
             a2[:kn] = 0
             squares[:kn] = 0
             r = b0
-            while r + 4 <= b1:
-                _add_rows4(x[r, t0:t0 + kn], x[r + 1, t0:t0 + kn], x[r + 2, t0:t0 + kn],
-                           x[r + 3, t0:t0 + kn], a1, a2, squares, True, acc_type)
-                r += 4
-                if (r - b0) % SQUARES_BLOCK == 0 or r + 4 > b1:
+            while r + 8 <= b1:
+                _add_rows8(x[r, t0:t0 + kn], x[r + 1, t0:t0 + kn], x[r + 2, t0:t0 + kn],
+                           x[r + 3, t0:t0 + kn], x[r + 4, t0:t0 + kn], x[r + 5, t0:t0 + kn],
+                           x[r + 6, t0:t0 + kn], x[r + 7, t0:t0 + kn], a1, a2, squares, True,
+                           acc_type)
+                r += 8
+                if (r - b0) % SQUARES_BLOCK == 0 or r + 8 > b1:
                     _flush_squares(squares, a2, kn, acc_type)
             for row in range(r, b1):
                 _add_row(x[row, t0:t0 + kn], a1, a2, a1, True, acc_type, True)
@@ -714,11 +729,14 @@ def _add_sums_by_rows(x, s1, s2, chunks, acc_type, block):
 
 def add_sums(x, rows, lanes, s1, s2):
     """``S1 += x.sum(0)``, ``S2 += (x * x).sum(0)`` over the (rows, lanes) view, exactly:
-    wide rows split by lanes across threads, narrow ones by rows into partial totals."""
+    wide rows split by lanes across threads; large batches of rows of a few KB (per-channel
+    sums over 3,072 lanes, CIFAR images), like narrow rows, by rows into partial totals, so
+    that each thread reads one contiguous range (per-channel cifar sums 1.2x faster)."""
     x = x.reshape(rows, lanes)
     acc_type, block = INT_ACCUMULATOR[x.dtype]
     threads = _use_threads(rows * lanes)
-    if lanes >= 256 * threads:
+    short_rows = lanes <= SHORT_ROW_LANES and x.nbytes >= BY_ROWS_MIN_BYTES
+    if lanes >= 256 * threads and not short_rows:
         _add_sums_by_lanes(x, s1, s2, threads, acc_type, block)
     else:
         _add_sums_by_rows(x, s1, s2, threads, acc_type, block)
