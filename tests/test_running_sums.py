@@ -343,11 +343,13 @@ def test_one_call_moments_equal_running_sums(dtype, threads, shape, leading, wid
 
 
 @pytest.mark.parametrize("dtype,shape", [(np.uint8, (300, 100, 91)), (np.int8, (1100, 8200)),
-                                         (np.uint16, (40, 9000))], ids=str)
+                                         (np.uint16, (40, 9000)), (np.uint8, (261, 33000))],
+                         ids=str)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_numba_column_statistics_are_exact(dtype, shape, threads):
     """numba's column reductions: 8-bit values in float32 blocks (256 or 1024 rows, exact),
-    each thread on its own lanes when there are many; extremes of the dtype."""
+    each thread on its own lanes when there are many, in passes of LANE_BLOCK lanes;
+    extremes of the dtype."""
     pytest.importorskip("numba")
     info = np.iinfo(dtype)
     rng = np.random.default_rng(threads)
@@ -366,7 +368,7 @@ def test_numba_column_statistics_are_exact(dtype, shape, threads):
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16])
-@pytest.mark.parametrize("rows,lanes", [(403, 3072), (1100, 960), (60, 3072), (27, 9000)])
+@pytest.mark.parametrize("rows,lanes", [(403, 3072), (1100, 960), (60, 3072), (27, 40000)])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_numba_add_sums_are_exact(dtype, rows, lanes, threads):
     """numba's add_sums, eight rows a pass with the rest one at a time, split by rows (a

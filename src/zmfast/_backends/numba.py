@@ -18,7 +18,10 @@ from zmfast import _plan
 
 name = "numba"
 
-LANE_BLOCK = 4096  # lanes per pass, so the accumulators stay in cache
+# Lanes per pass, so the accumulators stay in L2 (per-pixel imagenet statistics: 16,384
+# lanes 1.08x faster than 4,096, 2 threads); threads split a column reduction by lanes from
+# LANES_PER_THREAD lanes each.
+LANE_BLOCK, LANES_PER_THREAD = 16384, 4096
 VIRTUAL_LANES = 32  # independent partial sums of a row reduction, so the loop vectorises
 FLOAT_BLOCK = 4096  # values per float block: bounds the rounding of shifted sums
 MIN_ELEMENTS_PER_THREAD = 1 << 16
@@ -197,10 +200,11 @@ def _flush_squares(squares, s2, n, acc_type):
 @njit(cache=True)
 def _column(x, base, row_ext, row_str, r0, r1, lane_stride, lanes, mean, m2, want_m2,
             acc_type, block, exact):
-    s1 = np.zeros(LANE_BLOCK, acc_type)
-    s2 = np.zeros(LANE_BLOCK, acc_type)
-    squares = np.zeros(LANE_BLOCK, np.float32)
-    shift = np.zeros(LANE_BLOCK, acc_type)
+    width = min(LANE_BLOCK, lanes)
+    s1 = np.zeros(width, acc_type)
+    s2 = np.zeros(width, acc_type)
+    squares = np.zeros(width, np.float32)
+    shift = np.zeros(width, acc_type)
     index = np.zeros(row_ext.size, np.int64)
     starts = np.empty(8, np.int64)  # the offsets of the rows of an eight-row pass
     for k0 in range(0, lanes, LANE_BLOCK):
@@ -465,7 +469,7 @@ def _reduce(x, offset, kept_extent, kept_strides, out_strides, red_extent, red_s
                             lane_stride, lanes, lane_out, mean_out, m2_out, want_m2,
                             acc_type, block, exact, threads)
             return
-        if lanes >= LANE_BLOCK * threads:
+        if lanes >= LANES_PER_THREAD * threads:
             index = np.zeros(out_ext.size, np.int64)
             for o in range(n_outer):
                 xo = _seek(out_ext, out_str, index, o)
@@ -680,9 +684,10 @@ def _affine_kernel(x, x_offset, mean, inv, extent, x_strides, stats_strides, out
 def _column_sums(x, r0, r1, k0, k1, s1, s2, acc_type, block):
     """Rows [r0, r1) of lanes [k0, k1) of the 2-D ``x`` added into int64 ``s1``, ``s2``: in
     narrow exact block sums eight rows a pass, as ``_column``, flushed every ``block`` rows."""
-    a1 = np.zeros(LANE_BLOCK, acc_type)
-    a2 = np.zeros(LANE_BLOCK, acc_type)
-    squares = np.zeros(LANE_BLOCK, np.float32)
+    width = min(LANE_BLOCK, k1 - k0)
+    a1 = np.zeros(width, acc_type)
+    a2 = np.zeros(width, acc_type)
+    squares = np.zeros(width, np.float32)
     for t0 in range(k0, k1, LANE_BLOCK):
         kn = min(LANE_BLOCK, k1 - t0)
         for b0 in range(r0, r1, block):
