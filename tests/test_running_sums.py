@@ -342,29 +342,41 @@ def test_one_call_moments_equal_running_sums(dtype, threads, shape, leading, wid
         np.testing.assert_array_equal(got.m2, expected.m2)
 
 
+def large_odd_squares(dtype, shape, seed):
+    """Values whose column sums of squares pass 2**24 (float32's exact integers) within 256
+    rows with odd, varied terms, so that a missed or misplaced flush of the float32 squares
+    shows: near the maximum in even lanes, the minimum in every fourth, random elsewhere."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(info.min, info.max, shape, dtype=dtype, endpoint=True)
+    x[..., ::2] = rng.integers(info.max - 40, info.max, x[..., ::2].shape, dtype=dtype,
+                               endpoint=True)
+    x[..., 1::4] = info.min
+    return x
+
+
 @pytest.mark.parametrize("dtype,shape", [(np.uint8, (300, 100, 91)), (np.int8, (1100, 8200)),
                                          (np.uint16, (40, 9000)), (np.uint8, (261, 33000))],
                          ids=str)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_numba_column_statistics_are_exact(dtype, shape, threads):
-    """numba's column reductions: 8-bit values in float32 blocks (256 or 1024 rows, exact),
-    each thread on its own lanes when there are many, in passes of LANE_BLOCK lanes;
-    extremes of the dtype."""
+    """numba's column reductions: the squares of 8-bit values in float32 (flushed every 256
+    rows, exact), the means alone of 8-bit values in 16-bit lanes (256 rows), each thread on
+    its own lanes when there are many, in passes of LANE_BLOCK lanes; extremes of the dtype."""
     pytest.importorskip("numba")
-    info = np.iinfo(dtype)
-    rng = np.random.default_rng(threads)
-    x = rng.choice(np.array([info.min, info.max, info.max - 1, 0], dtype=dtype), shape)
-    x[rng.random(shape) < 0.5] = rng.integers(info.min, info.max, dtype=dtype)
+    x = large_odd_squares(dtype, shape, threads)
     before = zm.get_num_threads()
     zm.set_num_threads(threads)
     try:
         with zm.use_backend("numba"):
             got = zm.moments(x, axis=0)
+            means_alone = zm.mean(x, axis=0)  # 8-bit sums in 16-bit lanes, no squares
     finally:
         zm.set_num_threads(before)
     mean, var = exact_stats(x, (0,))
     assert_ulps(got.mean, mean, 2, "mean")
     assert_ulps(got.var(), var, 4, "var")
+    assert_ulps(means_alone, mean, 2, "mean alone")
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16])
@@ -374,16 +386,15 @@ def test_numba_add_sums_are_exact(dtype, rows, lanes, threads):
     """numba's add_sums, eight rows a pass with the rest one at a time, split by rows (a
     large batch of short rows) or by lanes (small batches, wide rows): the exact integer
     sums of values and squares, across the float32 squares' 256-row flushes."""
-    nb = pytest.importorskip("zmfast._backends.numba")
-    info = np.iinfo(dtype)
-    rng = np.random.default_rng(rows + threads)
-    x = rng.choice(np.array([info.min, info.max, info.max - 1, 0], dtype=dtype), (rows, lanes))
-    x[rng.random(x.shape) < 0.5] = rng.integers(info.min, info.max, dtype=dtype)
+    pytest.importorskip("numba")
+    nb = _config._load("numba")  # registered, so that zm.set_num_threads reaches it
+    x = large_odd_squares(dtype, (rows, lanes), rows + threads)
     s1 = np.full(lanes, 5, dtype=np.int64)  # added into, not overwritten
     s2 = np.full(lanes, 7, dtype=np.int64)
     before = zm.get_num_threads()
     zm.set_num_threads(threads)
     try:
+        assert nb._num_threads == threads
         nb.add_sums(x.reshape(-1), rows, lanes, s1, s2)
     finally:
         zm.set_num_threads(before)
