@@ -194,12 +194,12 @@ def _add_row(values, s1, s2, shift, want_m2, acc_type, exact):
 
 
 @njit(cache=True)
-def _flush_squares(squares, s2, n, acc_type):
-    """Move the float32 squares of 8-bit rows (exact integers), or their 16-bit sums, into
-    the wider integer lanes."""
+def _flush_into(part, wide, n, acc_type):
+    """Move exact partial lane sums (the float32 squares of 8-bit rows, or their 16-bit sums)
+    into the wider integer lanes, and clear them."""
     for k in range(n):
-        s2[k] += acc_type(squares[k])
-        squares[k] = 0
+        wide[k] += acc_type(part[k])
+        part[k] = 0
 
 
 def _narrow_sums(n, x):
@@ -270,9 +270,9 @@ def _column(x, base, row_ext, row_str, r0, r1, lane_stride, lanes, mean, m2, wan
                     r += 8
                     if r % SQUARES_BLOCK == 0 or r + 8 > bn:
                         if means_only:
-                            _flush_squares(narrow, s1, kn, acc_type)
+                            _flush_into(narrow, s1, kn, acc_type)
                         else:
-                            _flush_squares(squares, s2, kn, acc_type)
+                            _flush_into(squares, s2, kn, acc_type)
             for _ in range(r, bn):
                 p = base + offset + k0 * lane_stride
                 if lane_stride == 1:  # a slice lets LLVM drop index checks and vectorise
@@ -741,7 +741,7 @@ def _column_sums(x, r0, r1, k0, k1, s1, s2, acc_type, block):
                            acc_type)
                 r += 8
                 if (r - b0) % SQUARES_BLOCK == 0 or r + 8 > b1:
-                    _flush_squares(squares, a2, kn, acc_type)
+                    _flush_into(squares, a2, kn, acc_type)
             for row in range(r, b1):
                 _add_row(x[row, t0:t0 + kn], a1, a2, a1, True, acc_type, True)
             for k in range(kn):
