@@ -1267,6 +1267,93 @@ ZM_TARGET_AVX512_VNNI void back_to_back_run_sums_u8_vnni(const uint8_t* x, int64
 }
 #endif
 
+#if ZMFAST_X86_DISPATCH
+// uint8 column sums with AVX2, for CPUs without AVX-512 (Zen 2 and 3, Intel client cores):
+// the vpmaddwd kernel above at 256 bits, two rows at a time. Lane 4j + m of a 32-lane chunk
+// is dword j of d_m (shifts and in-lane word blends only); 16-bit adds of d_m keep S1 (one
+// half per row of the pair) and vpmaddwd(d_m, d_m) = a^2 + b^2 adds into 32-bit S2. Each
+// block of kU8BlockRows rows is flushed into the int64 totals in lane order. Lanes past the
+// last whole chunk take the portable loop.
+constexpr int64_t kU8Avx2TileChunks = 512;  // 16 KB of each row per tile, as the AVX-512 kernel
+
+inline __m256i (*u8_avx2_tile_sums())[8] {
+  constexpr size_t kWords = size_t(kU8Avx2TileChunks) * 8 * 4;  // int64 words
+  static thread_local std::vector<int64_t> buffer(kWords + 8);
+  const uintptr_t at = (reinterpret_cast<uintptr_t>(buffer.data()) + 63) & ~uintptr_t(63);
+  return reinterpret_cast<__m256i(*)[8]>(at);
+}
+
+ZM_TARGET_AVX2 void column_sums_u8_avx2(const void* data, int64_t row_stride, int64_t rows,
+                                        int64_t lanes, int64_t* s1_out, int64_t* s2_out) {
+  const auto* x = static_cast<const uint8_t*>(data);
+  const int64_t whole = lanes / 32 * 32;
+  if (whole < lanes)
+    column_sums_impl<uint8_t>(x + whole, row_stride, rows, lanes - whole, s1_out + whole,
+                              s2_out + whole);
+  __m256i(*const sums)[8] = u8_avx2_tile_sums();  // per chunk: 4 pair-word S1, 4 dword S2
+  const __m256i low_bytes = _mm256_set1_epi16(0x00ff);
+  for (int64_t k0 = 0; k0 < whole; k0 += 32 * kU8Avx2TileChunks) {
+    const int64_t kn = std::min<int64_t>(32 * kU8Avx2TileChunks, whole - k0);
+    const int64_t chunks = kn / 32;
+    for (int64_t b0 = 0; b0 < rows; b0 += kU8BlockRows) {
+      const int64_t bn = std::min(kU8BlockRows, rows - b0);
+      for (int64_t c = 0; c < chunks; ++c)
+        for (int i = 0; i < 8; ++i) sums[c][i] = _mm256_setzero_si256();
+      const int64_t group = kn <= 256 ? kU8ShortGroupRows : kU8GroupRows;
+      for (int64_t g0 = 0; g0 < bn; g0 += group) {
+        const int64_t gn = std::min(group, bn - g0);
+        const uint8_t* first_row = x + (b0 + g0) * row_stride + k0;
+        for (int64_t c = 0; c < chunks; ++c) {
+          __m256i w0 = sums[c][0], w1 = sums[c][1], w2 = sums[c][2], w3 = sums[c][3];
+          __m256i q0 = sums[c][4], q1 = sums[c][5], q2 = sums[c][6], q3 = sums[c][7];
+          const uint8_t* p = first_row + 32 * c;
+          const RowPrefetch fetch =
+              c % 2 ? RowPrefetch{} : row_prefetch(first_row, row_stride, b0 + g0, gn, rows, kn, c / 2);
+          for (int64_t r = 0; r < gn; r += 2) {
+            prefetch_row(fetch, r, row_stride);
+            prefetch_row(fetch, r + 1, row_stride);
+            const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + r * row_stride));
+            const __m256i b =
+                r + 1 < gn ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + (r + 1) * row_stride))
+                           : _mm256_setzero_si256();
+            const __m256i ae = _mm256_and_si256(a, low_bytes), ao = _mm256_srli_epi16(a, 8);
+            const __m256i be = _mm256_and_si256(b, low_bytes), bo = _mm256_srli_epi16(b, 8);
+            const __m256i d0 = _mm256_blend_epi16(ae, _mm256_slli_epi32(be, 16), 0xaa);
+            const __m256i d1 = _mm256_blend_epi16(ao, _mm256_slli_epi32(bo, 16), 0xaa);
+            const __m256i d2 = _mm256_blend_epi16(_mm256_srli_epi32(ae, 16), be, 0xaa);
+            const __m256i d3 = _mm256_blend_epi16(_mm256_srli_epi32(ao, 16), bo, 0xaa);
+            w0 = _mm256_add_epi16(w0, d0);
+            w1 = _mm256_add_epi16(w1, d1);
+            w2 = _mm256_add_epi16(w2, d2);
+            w3 = _mm256_add_epi16(w3, d3);
+            q0 = _mm256_add_epi32(q0, _mm256_madd_epi16(d0, d0));
+            q1 = _mm256_add_epi32(q1, _mm256_madd_epi16(d1, d1));
+            q2 = _mm256_add_epi32(q2, _mm256_madd_epi16(d2, d2));
+            q3 = _mm256_add_epi32(q3, _mm256_madd_epi16(d3, d3));
+          }
+          sums[c][0] = w0, sums[c][1] = w1, sums[c][2] = w2, sums[c][3] = w3;
+          sums[c][4] = q0, sums[c][5] = q1, sums[c][6] = q2, sums[c][7] = q3;
+        }
+      }
+      for (int64_t c = 0; c < chunks; ++c) {  // once per block: plain stores and adds
+        alignas(32) uint32_t pairs[4][8], squares[4][8];
+        for (int m = 0; m < 4; ++m) {
+          _mm256_store_si256(reinterpret_cast<__m256i*>(pairs[m]), sums[c][m]);
+          _mm256_store_si256(reinterpret_cast<__m256i*>(squares[m]), sums[c][4 + m]);
+        }
+        int64_t* const s1 = s1_out + k0 + 32 * c;
+        int64_t* const s2 = s2_out + k0 + 32 * c;
+        for (int j = 0; j < 8; ++j)
+          for (int m = 0; m < 4; ++m) {
+            s1[4 * j + m] += int64_t((pairs[m][j] & 0xffff) + (pairs[m][j] >> 16));
+            s2[4 * j + m] += int64_t(squares[m][j]);
+          }
+      }
+    }
+  }
+}
+#endif
+
 template <class T> SumsArgs* column_sums_for(Level level) {
 #if ZMFAST_X86_DISPATCH
   if constexpr (std::is_same<T, uint8_t>::value) {
@@ -1274,6 +1361,8 @@ template <class T> SumsArgs* column_sums_for(Level level) {
     if (level == Level::avx512) return u8_totals<column_sums_u8_avx512>;
   }
   if (level == Level::avx512) return column_sums_avx512<T>;
+  if constexpr (std::is_same<T, uint8_t>::value)
+    if (level == Level::avx2) return column_sums_u8_avx2;
   if (level == Level::avx2) return column_sums_avx2<T>;
 #endif
   (void)level;
