@@ -1642,11 +1642,58 @@ bool exact_column_moments(const char* base, const Space& outer, int64_t lanes,
   }
 }
 
+#if ZMFAST_X86_DISPATCH
+// S1 and S2 of `runs` uint8 runs of `run` bytes, `stride` bytes apart, added into sums[0] and
+// sums[1], with AVX2: vpsadbw sums the bytes into 64-bit lanes, and vpmaddwd the squares of
+// their 16-bit forms into 32-bit lanes (two sets each, for independent adds), which take at
+// most 2 * 255^2 a step and are widened every kRunSquareSteps steps.
+ZM_TARGET_AVX2 ZM_INLINE void widen_squares(__m256i& q0, __m256i& q1, __m256i& wide) {
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i q = _mm256_add_epi32(q0, q1);  // < 2^32 as unsigned
+  wide = _mm256_add_epi64(wide, _mm256_add_epi64(_mm256_unpacklo_epi32(q, zero),
+                                                 _mm256_unpackhi_epi32(q, zero)));
+  q0 = q1 = zero;
+}
+
+ZM_TARGET_AVX2 void run_sums_u8_avx2(const uint8_t* x, int64_t run, int64_t stride,
+                                     int64_t runs, int64_t* sums) {
+  constexpr int64_t kRunSquareSteps = 8192;  // 2 * 8192 * 2 * 255^2 < 2^31
+  const __m256i zero = _mm256_setzero_si256();
+  const int64_t whole = run / 32 * 32;
+  __m256i s1 = zero, wide2 = zero;
+  int64_t tail1 = 0, tail2 = 0;
+  int64_t steps = 0;  // steps since the squares were last widened
+  __m256i q0 = zero, q1 = zero;
+  for (int64_t r = 0; r < runs; ++r) {
+    const uint8_t* const p = x + r * stride;
+    for (int64_t j = 0; j < whole; j += 32) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + j));
+      s1 = _mm256_add_epi64(s1, _mm256_sad_epu8(v, zero));
+      const __m256i lo = _mm256_unpacklo_epi8(v, zero), hi = _mm256_unpackhi_epi8(v, zero);
+      q0 = _mm256_add_epi32(q0, _mm256_madd_epi16(lo, lo));
+      q1 = _mm256_add_epi32(q1, _mm256_madd_epi16(hi, hi));
+      if (++steps == kRunSquareSteps) widen_squares(q0, q1, wide2), steps = 0;
+    }
+    for (int64_t j = whole; j < run; ++j) {
+      const int64_t v = p[j];
+      tail1 += v, tail2 += v * v;
+    }
+  }
+  widen_squares(q0, q1, wide2);
+  alignas(32) int64_t lanes1[4], lanes2[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes1), s1);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes2), wide2);
+  sums[0] += lanes1[0] + lanes1[1] + lanes1[2] + lanes1[3] + tail1;
+  sums[1] += lanes2[0] + lanes2[1] + lanes2[2] + lanes2[3] + tail2;
+}
+#endif
+
 // Row reductions of uint8 whose innermost reduced run is contiguous and at least a step long
 // (per-image statistics; per-channel statistics of NCHW batches, each plane a run): the runs
-// summed exactly by run_sums_u8_vnni, then each output's mean and M2 from its int64
-// (n, S1, S2) as in exact_column_moments. Returns false (doing nothing) elsewhere: other
-// types, short or strided runs, no VNNI, or counts that could overflow.
+// summed exactly by run_sums_u8_vnni (run_sums_u8_avx2 at the AVX2 level), then each
+// output's mean and M2 from its int64 (n, S1, S2) as in exact_column_moments. Returns false
+// (doing nothing) elsewhere: other types, short or strided runs, AVX-512 without VNNI or the
+// baseline level, or counts that could overflow.
 // From one step on, run_sums_u8_vnni beats the row kernels (A/B: 256-byte NCHW planes 3.4x
 // against 13x of the read floor, 192-byte images 14x against 15x); shorter runs keep them.
 constexpr int64_t kExactRunMin = 64;
@@ -1656,7 +1703,10 @@ bool exact_row_moments(const char* base, const Space& kept, const Space& rows, i
 #if ZMFAST_X86_DISPATCH
   if constexpr (std::is_same<T, uint8_t>::value) {
     const int64_t outputs = kept.size(), per_output = rows.size(), count = per_output * run;
-    if (run_stride != 1 || run < kExactRunMin || count > exact_rows_limit<T>() || !use_vnni())
+    // VNNI, or AVX2 through run_sums_u8_avx2 in the general loop below.
+    const bool vnni = use_vnni();
+    if (run_stride != 1 || run < kExactRunMin || count > exact_rows_limit<T>() ||
+        !(vnni || current_level() == Level::avx2))
       return false;
     std::vector<int64_t> sums(size_t(2 * outputs), 0);
     int64_t* const s1 = sums.data();  // S1 of each output, then S2
@@ -1664,7 +1714,7 @@ bool exact_row_moments(const char* base, const Space& kept, const Space& rows, i
     StoreExactArgs* const store_exact = store_exact_for<kWantM2>(current_level());
     // Per-channel statistics of a contiguous NCHW batch (C = 2..4): one linear pass.
     const int64_t run_steps = (run + 63) / 64;
-    if (kept.nd == 1 && rows.nd == 1 && outputs >= 2 && outputs <= 4 &&
+    if (vnni && kept.nd == 1 && rows.nd == 1 && outputs >= 2 && outputs <= 4 &&
         kept.stride[0][0] == run && rows.stride[0][0] == outputs * run &&
         run_steps <= kChannelFlushSteps) {
       const int64_t planes = outputs * per_output;
@@ -1681,7 +1731,7 @@ bool exact_row_moments(const char* base, const Space& kept, const Space& rows, i
       for (int t = 0; t < threads; ++t)
         for (int64_t c = 0; c < outputs; ++c)
           s1[c] += partial[size_t(8 * t + 2 * c)], s2[c] += partial[size_t(8 * t + 2 * c + 1)];
-    } else if (kept.nd == 1 && per_output == 1 && kept.stride[0][0] == run &&
+    } else if (vnni && kept.nd == 1 && per_output == 1 && kept.stride[0][0] == run &&
                run <= kRunSums32Max) {
       // Per image: one run an output, back to back. Each thread also turns its outputs' sums
       // into moments, in one vectorised store_exact call: a call per output had cost
@@ -1718,7 +1768,9 @@ bool exact_row_moments(const char* base, const Space& kept, const Space& rows, i
           const int64_t along = std::min({inner_rows - r % inner_rows, per_output - r, p1 - p});
           const uint8_t* const first_run =
               reinterpret_cast<const uint8_t*>(base + output.offset[0] + row.offset[0]);
-          if (along > 1)
+          if (!vnni)
+            run_sums_u8_avx2(first_run, run, inner_stride, along, s);
+          else if (along > 1)
             run_sums_u8_vnni<true>(first_run, run, inner_stride, along, s);
           else
             run_sums_u8_vnni<false>(first_run, run, inner_stride, along, s);
