@@ -210,6 +210,121 @@ ZM_TARGET_AVX512 void channels_planes_avx512(const uint8_t* x, O* out, int64_t p
   for (; p < p1; ++p) scalar(p);
 }
 
+// The same kernels with AVX2, FMA and F16C (CPUs without AVX-512): eight lanes a step.
+ZM_TARGET_AVX2 ZM_INLINE __m256 channel_step8(__m256i lanes, __m256 k, __m256 r, __m256 r_low,
+                                              __m256 b) {
+  const __m256 d = _mm256_sub_ps(_mm256_cvtepi32_ps(lanes), k);
+  return _mm256_fmadd_ps(d, r, _mm256_fmadd_ps(d, r_low, b));
+}
+
+template <class O>
+ZM_TARGET_AVX2 ZM_INLINE void store8(O* out, __m256 y, bool stream) {
+  if constexpr (std::is_same<O, float>::value) {
+    if (stream) _mm256_stream_ps(out, y); else _mm256_storeu_ps(out, y);
+  } else {
+    const __m128i h = _mm256_cvtps_ph(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    if (stream) _mm_stream_si128(reinterpret_cast<__m128i*>(out), h);
+    else _mm_storeu_si128(reinterpret_cast<__m128i*>(out), h);
+  }
+}
+
+ZM_TARGET_AVX2 ZM_INLINE __m256i widen8(__m128i bytes) { return _mm256_cvtepu8_epi32(bytes); }
+
+template <class O>
+ZM_TARGET_AVX2 void channels_run_avx2(const uint8_t* x, O* out, int64_t n, int first,
+                                      const ChannelCoefficients& cc, bool stream) {
+  const int C = cc.channels;
+  int64_t i = 0;
+  const auto scalar = [&](int64_t at) {
+    const int c = int((first + at) % C);
+    out[at] = from_float<O>(channel_value(float(x[at]), cc.k[c], cc.r[c], cc.r_low[c], cc.b[c]));
+  };
+  if (stream) {
+    const uintptr_t address = reinterpret_cast<uintptr_t>(out);
+    if (address % sizeof(O) != 0) stream = false;
+    else
+      for (; i < n && (address + uint64_t(i) * sizeof(O)) % 64 != 0; ++i) scalar(i);
+  }
+  // Lane j of phase q holds channel (first + i + 8 q + j) % C; C = 3 needs three phases.
+  const int phases = C == 3 ? 3 : 1;
+  __m256 k[3], r[3], r_low[3], b[3];
+  for (int q = 0; q < phases; ++q) {
+    alignas(32) float kq[8], rq[8], lq[8], bq[8];
+    for (int j = 0; j < 8; ++j) {
+      const int c = int((first + i + 8 * q + j) % C);
+      kq[j] = cc.k[c], rq[j] = cc.r[c], lq[j] = cc.r_low[c], bq[j] = cc.b[c];
+    }
+    k[q] = _mm256_load_ps(kq), r[q] = _mm256_load_ps(rq);
+    r_low[q] = _mm256_load_ps(lq), b[q] = _mm256_load_ps(bq);
+  }
+  if (phases == 3)
+    for (; i + 24 <= n; i += 24)
+      for (int q = 0; q < 3; ++q) {
+        const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i + 8 * q));
+        store8<O>(out + i + 8 * q, channel_step8(widen8(v), k[q], r[q], r_low[q], b[q]), stream);
+      }
+  for (int q = 0; i + 8 <= n; i += 8, q = phases == 3 ? q + 1 : 0) {  // q < 3
+    const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i));
+    store8<O>(out + i, channel_step8(widen8(v), k[q], r[q], r_low[q], b[q]), stream);
+  }
+  for (; i < n; ++i) scalar(i);
+}
+
+// Eight pixels a step: C = 3 reads their 24 bytes as 16 + 8 and gathers each channel's
+// bytes with two byte shuffles; C = 4 reads 32 bytes, gathers each channel's bytes within
+// each 128-bit half, then its two dwords together.
+template <int C, class O>
+ZM_TARGET_AVX2 void channels_planes_avx2(const uint8_t* x, O* out, int64_t plane, int64_t p0,
+                                         int64_t p1, const ChannelCoefficients& cc,
+                                         bool stream) {
+  static_assert(C == 3 || C == 4, "three or four channels");
+  const auto scalar = [&](int64_t p) {
+    for (int c = 0; c < C; ++c)
+      out[c * plane + p] =
+          from_float<O>(channel_value(float(x[p * C + c]), cc.k[c], cc.r[c], cc.r_low[c], cc.b[c]));
+  };
+  int64_t p = p0;
+  for (; p < p1 && p % 16 != 0; ++p) scalar(p);  // whole steps start on aligned pixels
+  __m256 k[C], r[C], r_low[C], b[C];
+  __m128i from_low[C], from_high[C];  // C = 3: byte indices into the 16- and 8-byte loads
+  for (int c = 0; c < C; ++c) {
+    k[c] = _mm256_set1_ps(cc.k[c]), r[c] = _mm256_set1_ps(cc.r[c]);
+    r_low[c] = _mm256_set1_ps(cc.r_low[c]), b[c] = _mm256_set1_ps(cc.b[c]);
+    alignas(16) int8_t lo[16], hi[16];
+    for (int j = 0; j < 16; ++j) {
+      const int at = C * j + c;
+      lo[j] = j < 8 && at < 16 ? int8_t(at) : int8_t(-128);  // -128: a zero byte
+      hi[j] = j < 8 && at >= 16 ? int8_t(at - 16) : int8_t(-128);
+    }
+    from_low[c] = _mm_load_si128(reinterpret_cast<const __m128i*>(lo));
+    from_high[c] = _mm_load_si128(reinterpret_cast<const __m128i*>(hi));
+  }
+  const __m256i by_channel = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+                                              0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m256i pair_dwords = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (; p + 8 <= p1; p += 8) {
+    const uint8_t* px = x + p * C;
+    __m128i bytes[C];  // channel c's eight bytes in the low half
+    if constexpr (C == 3) {
+      const __m128i v0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(px));
+      const __m128i v1 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(px + 16));
+      for (int c = 0; c < C; ++c)
+        bytes[c] = _mm_or_si128(_mm_shuffle_epi8(v0, from_low[c]), _mm_shuffle_epi8(v1, from_high[c]));
+    } else {
+      const __m256i v = _mm256_permutevar8x32_epi32(
+          _mm256_shuffle_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(px)), by_channel),
+          pair_dwords);
+      const __m128i low = _mm256_castsi256_si128(v), high = _mm256_extracti128_si256(v, 1);
+      bytes[0] = low, bytes[1] = _mm_unpackhi_epi64(low, low);
+      bytes[2] = high, bytes[3] = _mm_unpackhi_epi64(high, high);
+    }
+    for (int c = 0; c < C; ++c)
+      store8<O>(out + c * plane + p, channel_step8(widen8(bytes[c]), k[c], r[c], r_low[c], b[c]),
+                stream);
+  }
+  for (; p < p1; ++p) scalar(p);
+}
+
 // Per-pixel statistics (normalize.hpp's PixelForm): the coefficients of every column, each
 // column tried on all 256 values, and a group state (see PixelForm). The check costs about
 // what one float64 standardize of 256 images does, so the Python layer runs it for
@@ -315,8 +430,17 @@ inline void pixel_form(const double* mean, const double* inv, int64_t n, bool ha
 #endif
 }
 
-// The kernels exist for AVX-512 only; other levels keep the float64 kernels.
+// The channel kernels exist for AVX-512 and AVX2, the per-pixel form (pixel_form) for
+// AVX-512 only; other levels keep the float64 kernels.
 inline bool channel_kernels_available(Level level) {
+#if ZMFAST_X86_DISPATCH
+  return level == Level::avx512 || level == Level::avx2;
+#else
+  (void)level;
+  return false;
+#endif
+}
+inline bool pixel_form_available(Level level) {
 #if ZMFAST_X86_DISPATCH
   return level == Level::avx512;
 #else
@@ -338,6 +462,7 @@ void affine_channels(const uint8_t* x, O* out, const Space& space, const Channel
   if (nd == 0 || total == 0) return;
   const int threads = threads_for(requested_threads, total);
   const bool stream = !fresh && total * int64_t(sizeof(O)) >= stream_bytes();
+  const bool avx512 = current_level() == Level::avx512;  // else AVX2 (the caller checked)
   const char* xb = reinterpret_cast<const char*>(x);
   char* ob = reinterpret_cast<char*>(out);
   if (planar) {
@@ -349,16 +474,23 @@ void affine_channels(const uint8_t* x, O* out, const Space& space, const Channel
     image_pixel_ranges(space, threads, [&](const int64_t* offset, int64_t p0, int64_t p1) {
       const auto* xi = reinterpret_cast<const uint8_t*>(xb + offset[0]);
       O* oi = reinterpret_cast<O*>(ob + offset[2]);
-      if (cc.channels == 3) channels_planes_avx512<3, O>(xi, oi, pixels, p0, p1, cc, plane_stream);
-      else channels_planes_avx512<4, O>(xi, oi, pixels, p0, p1, cc, plane_stream);
+      if (avx512 && cc.channels == 3)
+        channels_planes_avx512<3, O>(xi, oi, pixels, p0, p1, cc, plane_stream);
+      else if (avx512)
+        channels_planes_avx512<4, O>(xi, oi, pixels, p0, p1, cc, plane_stream);
+      else if (cc.channels == 3)
+        channels_planes_avx2<3, O>(xi, oi, pixels, p0, p1, cc, plane_stream);
+      else
+        channels_planes_avx2<4, O>(xi, oi, pixels, p0, p1, cc, plane_stream);
       store_fence(plane_stream);  // by the thread that streamed
     });
     return;
   }
   flat_runs(space, threads, stream, [&](const int64_t* offset, int64_t col, int64_t len) {
-    channels_run_avx512<O>(reinterpret_cast<const uint8_t*>(xb + offset[0] + col),
-                           reinterpret_cast<O*>(ob + offset[2]) + col, len,
-                           int(col % cc.channels), cc, stream);
+    const auto* xr = reinterpret_cast<const uint8_t*>(xb + offset[0] + col);
+    O* const or_ = reinterpret_cast<O*>(ob + offset[2]) + col;
+    if (avx512) channels_run_avx512<O>(xr, or_, len, int(col % cc.channels), cc, stream);
+    else channels_run_avx2<O>(xr, or_, len, int(col % cc.channels), cc, stream);
   });
 #else
   (void)x, (void)out, (void)space, (void)cc, (void)planar, (void)requested_threads, (void)fresh;

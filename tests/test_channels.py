@@ -1,7 +1,7 @@
 """The float32 channel form of uint8 standardization (csrc/channels.hpp).
 
 uint8 input with per-channel or scalar statistics into float32 or float16 runs
-``fma(x - k, r, fma(x - k, r_low, b))`` in float32 on AVX-512, once every one of a channel's
+``fma(x - k, r, fma(x - k, r_low, b))`` in float32 on AVX-512 and AVX2, once every one of a channel's
 256 possible values has been checked against the float64 formula. These tests hold it to the
 documented bounds (float32 within an ulp, float16 equal to NumPy's rounding) on every input
 value, both layouts, streaming and normal stores, threads and the float64 fallback.
@@ -16,17 +16,26 @@ from zmfast._normalize import aligned_empty
 
 core = pytest.importorskip("zmfast._core")
 
-needs_avx512 = pytest.mark.skipif(core.best_simd_level() != "avx512",
-                                  reason="the channel kernels are AVX-512 only")
+LEVEL_RANK = {"baseline": 0, "avx2": 1, "avx512": 2}
 
 
-@pytest.fixture(autouse=True)
-def cpp_avx512():
+@pytest.fixture(autouse=True, params=["avx2", "avx512"])
+def channel_level(request):
+    """Every test at each SIMD level that has the channel kernels, on the cpp backend."""
+    if LEVEL_RANK[core.best_simd_level()] < LEVEL_RANK[request.param]:
+        pytest.skip(f"this CPU supports SIMD up to {core.best_simd_level()}")
     before = core.simd_level()
-    core.set_simd_level("avx512")
+    core.set_simd_level(request.param)
     with zm.use_backend("cpp"):
-        yield
+        yield request.param
     core.set_simd_level(before)
+
+
+def skip_without_pixel_form():
+    """The per-pixel form (pixel_form) is AVX-512 only; below it per-pixel statistics take
+    the float64 kernels (tests/test_normalize.py)."""
+    if core.simd_level() != "avx512":
+        pytest.skip("the per-pixel form is AVX-512 only")
 
 
 def reference(x, mean, std, dtype, channels_first):
@@ -59,7 +68,6 @@ def random_stats(rng, channels):
     return mean, std
 
 
-@needs_avx512
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
 @pytest.mark.parametrize("channels_first", [False, True])
@@ -74,7 +82,6 @@ def test_every_input_value(dtype, channels, channels_first):
         assert_bound(got, reference(x, mean, std, dtype, channels_first))
 
 
-@needs_avx512
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 @pytest.mark.parametrize("channels_first", [False, True])
 def test_the_plan_takes_the_channel_form(dtype, channels_first):
@@ -87,7 +94,6 @@ def test_the_plan_takes_the_channel_form(dtype, channels_first):
     assert plan is not None and plan[0] == "channels" and plan[-1] == channels_first
 
 
-@needs_avx512
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 @pytest.mark.parametrize("channels_first", [False, True])
 @pytest.mark.parametrize("placement", ["aligned", "unaligned", "fresh", "strided-x"])
@@ -119,7 +125,6 @@ def test_large_batches(dtype, channels_first, placement, threads):
     assert_bound(got, reference(x, mean, std, dtype, channels_first))
 
 
-@needs_avx512
 def test_a_channel_that_misses_falls_back_to_float64():
     """Statistics whose float16 channel form would round one value differently: the call
     runs the float64 kernels and still equals NumPy's rounding."""
@@ -136,12 +141,15 @@ def test_a_channel_that_misses_falls_back_to_float64():
         assert_bound(got, reference(x, mean, std, np.float16, channels_first))
 
 
-def test_no_channel_form_below_avx512():
-    core.set_simd_level("avx2")
-    assert core.channel_coefficients(np.array([1.5]), np.array([0.5]), False) is None
+def test_no_channel_form_at_baseline(channel_level):
+    mean, inv = np.array([1.5]), np.array([0.5])
+    assert core.channel_coefficients(mean, inv, False) is not None
+    assert (core.pixel_form(mean, inv, False, 0) is None) == (channel_level != "avx512")
+    core.set_simd_level("baseline")
+    assert core.channel_coefficients(mean, inv, False) is None
+    assert core.pixel_form(mean, inv, False, 0) is None
 
 
-@needs_avx512
 def test_channel_coefficients_rejects_what_it_cannot_bound():
     assert core.channel_coefficients(np.array([np.nan]), np.array([1.0]), False) is None
     assert core.channel_coefficients(np.array([1.0]), np.array([np.inf]), False) is None
@@ -150,7 +158,6 @@ def test_channel_coefficients_rejects_what_it_cannot_bound():
         core.channel_coefficients(np.zeros(3), np.zeros(2), False)
 
 
-@needs_avx512
 def test_affine_channels_checks_its_arguments():
     x = np.zeros((4, 16, 3), np.uint8)
     out = np.empty(x.shape, np.float32)
@@ -174,7 +181,6 @@ def test_affine_channels_checks_its_arguments():
 
 # --- per-pixel statistics: the same float32 form per column (normalize.hpp's PixelForm) ----
 
-@needs_avx512
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 @pytest.mark.parametrize("placement", ["reused", "off-line", "fresh"])
 @pytest.mark.parametrize("threads", [1, 2])
@@ -186,6 +192,7 @@ def test_per_pixel_statistics_seen_again(dtype, placement, threads, streams):
     of the groups have a column whose one missed value is fixed. An ``out=`` that streams
     starts the groups where its rows reach a cache line; one that does not, and a fresh
     output (written in row order), start them at column 0."""
+    skip_without_pixel_form()
     rng = np.random.default_rng(2)
     x = rng.integers(0, 256, (300, 50, 61, 3), dtype=np.uint8)
     mean, std = x.mean(axis=0), x.std(axis=0) + 0.25
@@ -218,10 +225,10 @@ def test_per_pixel_statistics_seen_again(dtype, placement, threads, streams):
         assert states[2] > 0.05  # some with a value fixed: those are exercised above
 
 
-@needs_avx512
 def test_per_pixel_statistics_edited_in_place():
     """Statistics the caller edits between calls are compared by value, so the result
     follows the edit."""
+    skip_without_pixel_form()
     rng = np.random.default_rng(4)
     x = rng.integers(0, 256, (64, 20, 20, 3), dtype=np.uint8)
     mean, std = x.mean(axis=0), x.std(axis=0) + 1.0
@@ -232,9 +239,9 @@ def test_per_pixel_statistics_edited_in_place():
         std[:, step] *= 1.5
 
 
-@needs_avx512
 def test_many_per_pixel_statistics_in_turn():
     """More distinct statistics than the caches hold, each used twice in turn."""
+    skip_without_pixel_form()
     rng = np.random.default_rng(6)
     x = rng.integers(0, 256, (32, 16, 16, 3), dtype=np.uint8)
     stats = [(x.mean(axis=0) + shift, x.std(axis=0) + 1 + shift) for shift in range(5)]
@@ -245,8 +252,8 @@ def test_many_per_pixel_statistics_in_turn():
                 assert_bound(got, reference(x, mean, std, dtype, False))
 
 
-@needs_avx512
 def test_affine_checks_the_pixel_form():
+    skip_without_pixel_form()
     x = np.zeros((16, 64), np.uint8)
     out = np.empty(x.shape, np.float32)
     mean, inv = np.full(64, 1.5), np.ones(64)
@@ -260,11 +267,11 @@ def test_affine_checks_the_pixel_form():
         core.affine(x, 0, mean, inv, [16, 64], [64, 1], [8, 0], out, 0, [256, 4], False, form)
 
 
-@needs_avx512
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 def test_a_group_outside_the_form_takes_float64(dtype):
     """A column whose mean is too far from uint8 values for the form (|mean| > 2**20) sends
     its group of 16 to the float64 loop; its neighbours keep the form."""
+    skip_without_pixel_form()
     rng = np.random.default_rng(8)
     x = rng.integers(0, 256, (40, 16, 24, 3), dtype=np.uint8)
     mean, std = x.mean(axis=0), x.std(axis=0) + 0.5
@@ -283,7 +290,6 @@ def _repeat_plans():
     return _normalize._REPEAT_PLANS
 
 
-@needs_avx512
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 @pytest.mark.parametrize("channels_first", [False, True])
 @pytest.mark.parametrize("stats", ["array", "list", "scalar"])
@@ -311,8 +317,7 @@ def test_repeat_plans_give_the_first_calls_results(dtype, channels_first, stats,
         assert len(_repeat_plans()) == 1  # planned by the first call, used by the others
 
 
-@needs_avx512
-def test_repeat_plans_decline_what_they_were_not_made_for():
+def test_repeat_plans_decline_what_they_were_not_made_for(channel_level):
     """Same statistics, other arrays: each call that the plan does not fit takes the full
     path and is still right, or raises as it would without the plan."""
     rng = np.random.default_rng(22)
@@ -355,17 +360,16 @@ def test_repeat_plans_decline_what_they_were_not_made_for():
     check(x, out=out)
     mean[1] -= 3.5
     # another SIMD level or backend: the plan declines, the other kernels answer
-    core.set_simd_level("avx2")
+    core.set_simd_level("baseline")
     np.testing.assert_array_max_ulp(zm.standardize(x, mean, std, out=out),
                                     reference(x, mean, std, np.float32, False), maxulp=1)
-    core.set_simd_level("avx512")
+    core.set_simd_level(channel_level)
     with zm.use_backend("numpy"):
         np.testing.assert_array_max_ulp(zm.standardize(x, mean, std, out=out),
                                         reference(x, mean, std, np.float32, False), maxulp=1)
     check(x, out=out)
 
 
-@needs_avx512
 def test_channel_plan_checks_its_arrays():
     """The extension's plan runs only on arrays of the planned layout, writable and apart."""
     x = np.arange(4 * 16 * 3, dtype=np.uint8).reshape(4, 16, 3)
