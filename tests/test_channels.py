@@ -1,10 +1,10 @@
 """The float32 channel form of uint8 standardization (csrc/channels.hpp).
 
 uint8 input with per-channel or scalar statistics into float32 or float16 runs
-``fma(x - k, r, fma(x - k, r_low, b))`` in float32 on AVX-512 and AVX2, once every one of a channel's
-256 possible values has been checked against the float64 formula. These tests hold it to the
-documented bounds (float32 within an ulp, float16 equal to NumPy's rounding) on every input
-value, both layouts, streaming and normal stores, threads and the float64 fallback.
+``fma(x - k, r, fma(x - k, r_low, b))`` in float32 on AVX-512 and AVX2, once every one of a
+channel's 256 possible values has been checked against the float64 formula. These tests hold
+it to the documented bounds (float32 within an ulp, float16 equal to NumPy's rounding) on every
+input value, both layouts, streaming and normal stores, threads and the float64 fallback.
 """
 
 import numpy as np
