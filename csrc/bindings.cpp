@@ -370,7 +370,7 @@ py::object pixel_form(py::array_t<double, py::array::c_style | py::array::forcec
   if (head < 0 || head >= mean.size())
     throw py::value_error("pixel_form: head must be in [0, len(mean))");
   const int64_t n = mean.size() - head;  // the columns the groups cover
-  if (!zm::pixel_form_available(zm::current_level())) return py::none();
+  if (!zm::pixel_form_available(zm::current_level(), half)) return py::none();
   py::array_t<float> coef({n / 16, int64_t(zm::kFormFloats), int64_t(16)});
   py::array_t<uint8_t> state(n / 16);
   const double* mp = mean.data() + head;

@@ -410,6 +410,89 @@ ZM_TARGET_AVX512 inline void pixel_form_groups_avx512(const double* mean, const 
 
 #endif
 
+#if ZMFAST_X86_DISPATCH
+// pixel_form_groups_avx512 with AVX2, for float32 output only: each group's 16 columns in
+// two 8-lane halves, the float32 form against the float64 kernels' values rounded to float.
+ZM_TARGET_AVX2 ZM_INLINE __m256i float_keys8(__m256 v) {  // monotone integers of floats
+  const __m256i s = _mm256_castps_si256(v);
+  return _mm256_xor_si256(s, _mm256_and_si256(_mm256_srai_epi32(s, 31),
+                                              _mm256_set1_epi32(0x7fffffff)));
+}
+
+ZM_TARGET_AVX2 inline void pixel_form_groups_f32_avx2(const double* mean, const double* inv,
+                                                      int64_t g0, int64_t g1, float* coef,
+                                                      float* fix, uint8_t* state) {
+  const __m256i sign = _mm256_set1_epi32(int32_t(0x80000000u));
+  const __m256i within = _mm256_xor_si256(_mm256_set1_epi32(2), sign);  // unsigned 2, biased
+  for (int64_t g = g0; g < g1; ++g) {
+    const int64_t j0 = 16 * g;
+    float* k = coef + 64 * g;  // the group's k, r, r_low, b
+    float* r = k + 16;
+    float* r_low = k + 32;
+    float* b = k + 48;
+    bool finite = true;
+    for (int j = 0; j < 16; ++j) {
+      const double m = mean[j0 + j], s = inv[j0 + j];
+      finite = finite && std::isfinite(m) && std::isfinite(s) && std::fabs(m) <= double(1 << 20);
+      const double kj = finite ? std::nearbyint(m) : 0.0;
+      k[j] = float(kj);
+      r[j] = finite ? float(s) : 0.0f;
+      r_low[j] = finite ? float(s - double(r[j])) : 0.0f;
+      b[j] = finite ? float((kj - m) * s) : 0.0f;
+    }
+    alignas(32) int32_t fix_x[16], fix_y[16], want_bits[16];
+    for (int j = 0; j < 16; ++j) fix_x[j] = fix_y[j] = -1;
+    bool usable = finite, fixed = false;
+    uint32_t has_fix = 0;
+    __m256 kv[2], rv[2], lv[2], bv[2];
+    __m256d m_lo[2], m_hi[2], s_lo[2], s_hi[2];
+    for (int h = 0; h < 2; ++h) {
+      kv[h] = _mm256_loadu_ps(k + 8 * h), rv[h] = _mm256_loadu_ps(r + 8 * h);
+      lv[h] = _mm256_loadu_ps(r_low + 8 * h), bv[h] = _mm256_loadu_ps(b + 8 * h);
+      m_lo[h] = _mm256_loadu_pd(mean + j0 + 8 * h), m_hi[h] = _mm256_loadu_pd(mean + j0 + 8 * h + 4);
+      s_lo[h] = _mm256_loadu_pd(inv + j0 + 8 * h), s_hi[h] = _mm256_loadu_pd(inv + j0 + 8 * h + 4);
+    }
+    for (int v = 0; v < 256 && usable; ++v) {
+      const __m256 vf = _mm256_set1_ps(float(v));
+      const __m256d xv = _mm256_set1_pd(double(v));
+      uint32_t pass = 0;
+      __m256 want[2];
+      for (int h = 0; h < 2; ++h) {
+        const __m256 d = _mm256_sub_ps(vf, kv[h]);
+        const __m256 got = _mm256_fmadd_ps(d, rv[h], _mm256_fmadd_ps(d, lv[h], bv[h]));
+        // The float64 kernels' values: (x - mean) * inv, then rounded.
+        const __m256d lo = _mm256_mul_pd(_mm256_sub_pd(xv, m_lo[h]), s_lo[h]);
+        const __m256d hi = _mm256_mul_pd(_mm256_sub_pd(xv, m_hi[h]), s_hi[h]);
+        want[h] = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+        const __m256i apart = _mm256_sub_epi32(float_keys8(got), float_keys8(want[h]));
+        // -1, 0 or 1 ulp: apart + 1 <= 2 as unsigned (biased by the sign bit for a signed test)
+        const __m256i far = _mm256_cmpgt_epi32(
+            _mm256_xor_si256(_mm256_add_epi32(apart, _mm256_set1_epi32(1)), sign), within);
+        pass |= uint32_t(~_mm256_movemask_ps(_mm256_castsi256_ps(far)) & 0xff) << (8 * h);
+      }
+      const uint32_t missed = ~pass & 0xffffu;
+      if (!missed) continue;
+      if (missed & has_fix) {  // a second value of one column
+        usable = false;
+        break;
+      }
+      _mm256_store_ps(reinterpret_cast<float*>(want_bits), want[0]);
+      _mm256_store_ps(reinterpret_cast<float*>(want_bits + 8), want[1]);
+      for (int j = 0; j < 16; ++j)
+        if (missed >> j & 1) {
+          fix_x[j] = v;
+          fix_y[j] = want_bits[j];
+        }
+      has_fix |= missed;
+      fixed = true;
+    }
+    std::memcpy(fix + 32 * g, fix_x, sizeof fix_x);
+    std::memcpy(fix + 32 * g + 16, fix_y, sizeof fix_y);
+    state[g] = !usable ? 0 : fixed ? 2 : 1;
+  }
+}
+#endif
+
 // coef: 16 * kFormFloats floats a group, the groups' k, r, r_low, b (64 floats each) and
 // then their fix_x, fix_y (32 each; see PixelForm); state: n / 16 group states. Columns past
 // the last whole group are left to the float64 loop.
@@ -422,7 +505,10 @@ inline void pixel_form(const double* mean, const double* inv, int64_t n, bool ha
   parallel_tasks(threads, threads, [&](int64_t t) {
     int64_t g0, g1;
     split_range(groups, threads, t, g0, g1);
-    pixel_form_groups_avx512(mean, inv, g0, g1, half, coef, fix, state);
+    if (current_level() == Level::avx512)
+      pixel_form_groups_avx512(mean, inv, g0, g1, half, coef, fix, state);
+    else  // AVX2, float32 (see pixel_form_available)
+      pixel_form_groups_f32_avx2(mean, inv, g0, g1, coef, fix, state);
   });
 #else
   (void)mean, (void)inv, (void)half, (void)coef, (void)fix, (void)requested_threads;
@@ -431,7 +517,7 @@ inline void pixel_form(const double* mean, const double* inv, int64_t n, bool ha
 }
 
 // The channel kernels exist for AVX-512 and AVX2, the per-pixel form (pixel_form) for
-// AVX-512 only; other levels keep the float64 kernels.
+// AVX-512 and, into float32 only, AVX2; other levels keep the float64 kernels.
 inline bool channel_kernels_available(Level level) {
 #if ZMFAST_X86_DISPATCH
   return level == Level::avx512 || level == Level::avx2;
@@ -440,10 +526,11 @@ inline bool channel_kernels_available(Level level) {
   return false;
 #endif
 }
-inline bool pixel_form_available(Level level) {
+inline bool pixel_form_available(Level level, bool half) {
 #if ZMFAST_X86_DISPATCH
-  return level == Level::avx512;
+  return level == Level::avx512 || (level == Level::avx2 && !half);
 #else
+  (void)half;
   (void)level;
   return false;
 #endif

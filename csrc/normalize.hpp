@@ -365,6 +365,95 @@ ZM_TARGET_AVX2 void affine_u8_f32_avx2(const uint8_t* x, const double* mean, con
   for (; i < n; ++i)
     out[i] = float((double(x[i]) - mean[kConstantStats ? 0 : i]) * inv[kConstantStats ? 0 : i]);
 }
+// affine_u8_rows_avx512 with AVX2, into float32 only (float16 from float64 needs AVX-512's
+// conversions, or it would round twice): `rows` rows share each load of the statistics.
+// Each row's 16 values of a step are stored together, a whole cache line where out is on
+// lines: streaming stores interleaved over the rows in half lines ran 2x slower.
+// With `stream`, every row of out must start on a 32-byte boundary.
+ZM_TARGET_AVX2 ZM_INLINE __m256 affine8_f32_avx2(__m128i bytes, __m256d m_lo, __m256d m_hi,
+                                                 __m256d s_lo, __m256d s_hi) {
+  const __m256i w = _mm256_cvtepu8_epi32(bytes);
+  const __m256d lo =
+      _mm256_mul_pd(_mm256_sub_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(w)), m_lo), s_lo);
+  const __m256d hi =
+      _mm256_mul_pd(_mm256_sub_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(w, 1)), m_hi), s_hi);
+  return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+}
+
+ZM_TARGET_AVX2 ZM_INLINE void store8_f32(float* o, __m256 f, bool stream) {
+  if (stream) _mm256_stream_ps(o, f); else _mm256_storeu_ps(o, f);
+}
+
+ZM_TARGET_AVX2 void affine_u8_rows_f32_avx2(const uint8_t* x, int64_t x_row, const double* mean,
+                                            const double* inv, float* out, int64_t out_row,
+                                            int rows, int64_t n, bool stream) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m256d m[4], s[4];
+    for (int q = 0; q < 4; ++q) m[q] = _mm256_loadu_pd(mean + i + 4 * q);
+    for (int q = 0; q < 4; ++q) s[q] = _mm256_loadu_pd(inv + i + 4 * q);
+    for (int r = 0; r < rows; ++r) {
+      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + r * x_row + i));
+      float* o = out + r * out_row + i;
+      store8_f32(o, affine8_f32_avx2(bytes, m[0], m[1], s[0], s[1]), stream);
+      store8_f32(o + 8, affine8_f32_avx2(_mm_unpackhi_epi64(bytes, bytes), m[2], m[3], s[2], s[3]),
+                 stream);
+    }
+  }
+  for (int r = 0; r < rows; ++r)
+    for (int64_t j = i; j < n; ++j)
+      out[r * out_row + j] = float((double(x[r * x_row + j]) - mean[j]) * inv[j]);
+}
+#endif
+
+
+#if ZMFAST_X86_DISPATCH
+// affine_u8_rows_form_avx512 with AVX2, into float32: each group of 16 columns in the form
+// (state 1 or 2) takes the float32 form in two 8-lane halves, with its fixed value (state 2)
+// blended in; state 0 groups, the head (normal stores) and the columns past the last group
+// take the float64 rows above.
+ZM_TARGET_AVX2 void affine_u8_rows_form_f32_avx2(const uint8_t* x, int64_t x_row,
+                                                 const double* mean, const double* inv,
+                                                 const PixelForm& form, int64_t head, float* out,
+                                                 int64_t out_row, int rows, int64_t n,
+                                                 bool stream) {
+  affine_u8_rows_f32_avx2(x, x_row, mean, inv, out, out_row, rows, head, false);
+  int64_t i = head;
+  for (; i + 16 <= n; i += 16) {
+    const uint8_t state = form.state[(i - head) / 16];
+    if (state == 0) {
+      affine_u8_rows_f32_avx2(x + i, x_row, mean + i, inv + i, out + i, out_row, rows, 16,
+                              stream);
+      continue;
+    }
+    const float* group = form.coef + 4 * (i - head);
+    const float* fixes = form.fix + 2 * (i - head);
+    __m256 k[2], r[2], r_low[2], b[2], fix_y[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256i fix_x[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (int h = 0; h < 2; ++h) {
+      k[h] = _mm256_loadu_ps(group + 8 * h), r[h] = _mm256_loadu_ps(group + 16 + 8 * h);
+      r_low[h] = _mm256_loadu_ps(group + 32 + 8 * h), b[h] = _mm256_loadu_ps(group + 48 + 8 * h);
+    }
+    if (state == 2)
+      for (int h = 0; h < 2; ++h) {
+        fix_x[h] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(fixes + 8 * h));
+        fix_y[h] = _mm256_loadu_ps(fixes + 16 + 8 * h);
+      }
+    for (int row = 0; row < rows; ++row) {
+      const __m128i bytes =
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + row * x_row + i));
+      for (int h = 0; h < 2; ++h) {
+        const __m256i xi = _mm256_cvtepu8_epi32(h ? _mm_unpackhi_epi64(bytes, bytes) : bytes);
+        const __m256 d = _mm256_sub_ps(_mm256_cvtepi32_ps(xi), k[h]);
+        __m256 y = _mm256_fmadd_ps(d, r[h], _mm256_fmadd_ps(d, r_low[h], b[h]));
+        if (state == 2)
+          y = _mm256_blendv_ps(y, fix_y[h], _mm256_castsi256_ps(_mm256_cmpeq_epi32(xi, fix_x[h])));
+        store8_f32(out + row * out_row + i + 8 * h, y, stream);
+      }
+    }
+  }
+  affine_u8_rows_f32_avx2(x + i, x_row, mean + i, inv + i, out + i, out_row, rows, n - i, false);
+}
 #endif
 
 // Streaming stores are weakly ordered: a thread fences once after its last one, before the
@@ -536,12 +625,12 @@ void image_pixel_ranges(const Space& space, int threads, Body&& body) {
   });
 }
 
-// `form`: the per-pixel float32 form of the statistics (AVX-512, uint8 into float32 or
-// float16, contiguous per-pixel statistics), or null.
+// `form`: the per-pixel float32 form of the statistics (uint8 into float32 or float16 on
+// AVX-512, into float32 on AVX2; contiguous per-pixel statistics), or null.
 template <class T, class O>
 void affine(const char* x, const double* mean, const double* inv, char* out, const Space& space,
             int requested_threads, bool fresh = false, const PixelForm* form = nullptr) {
-  (void)form;  // used by the AVX-512 uint8 rows only
+  (void)form;  // used by the AVX-512 and AVX2 uint8 rows only
   const int nd = space.nd;
   const int64_t total = space.size();
   if (nd == 0 || total == 0) return;
@@ -584,10 +673,11 @@ void affine(const char* x, const double* mean, const double* inv, char* out, con
   for (int i = 0; i < nd - 1; ++i) stats_repeat = stats_repeat && space.stride[1][i] == 0;
 
   // uint8 rows of contiguous per-pixel statistics at a uniform stride: several rows share
-  // each load of the statistics (AVX-512, float32 and float16 out).
+  // each load of the statistics (AVX-512, float32 and float16 out; AVX2, float32 out).
   [[maybe_unused]] const bool grouped =
-      ZMFAST_X86_DISPATCH && level == Level::avx512 && std::is_same<T, uint8_t>::value &&
-      (std::is_same<O, float>::value || std::is_same<O, Half>::value) && stats_repeat &&
+      ZMFAST_X86_DISPATCH && std::is_same<T, uint8_t>::value &&
+      ((level == Level::avx512 && (std::is_same<O, float>::value || std::is_same<O, Half>::value)) ||
+       (level == Level::avx2 && std::is_same<O, float>::value)) && stats_repeat &&
       xs == 1 && os == int64_t(sizeof(O)) && ss == int64_t(sizeof(double)) && outer.nd == 1 &&
       run >= 16 && outer.stride[2][0] % int64_t(sizeof(O)) == 0;
   if (stats_repeat && (run > kStatsBlock || grouped) && rows >= threads) {
@@ -616,6 +706,18 @@ void affine(const char* x, const double* mean, const double* inv, char* out, con
             const auto* xr = reinterpret_cast<const uint8_t*>(x + r * x_row + c0);
             O* orow = reinterpret_cast<O*>(out + r * out_row + c0 * os);
             const int rows_here = int(std::min<int64_t>(kRowGroup, r1 - r));
+            if constexpr (std::is_same<O, float>::value)
+              if (level == Level::avx2) {
+                if (form)
+                  affine_u8_rows_form_f32_avx2(xr, x_row, block_mean, block_inv, block_form,
+                                               block_head, orow, out_row / int64_t(sizeof(O)),
+                                               rows_here, len, block_stream);
+                else
+                  affine_u8_rows_f32_avx2(xr, x_row, block_mean, block_inv, orow,
+                                          out_row / int64_t(sizeof(O)), rows_here, len,
+                                          block_stream);
+                continue;
+              }
             if (form)
               affine_u8_rows_form_avx512<O>(xr, x_row, block_mean, block_inv, block_form,
                                             block_head, orow, out_row / int64_t(sizeof(O)),

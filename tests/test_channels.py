@@ -31,11 +31,11 @@ def channel_level(request):
     core.set_simd_level(before)
 
 
-def skip_without_pixel_form():
-    """The per-pixel form (pixel_form) is AVX-512 only; below it per-pixel statistics take
-    the float64 kernels (tests/test_normalize.py)."""
-    if core.simd_level() != "avx512":
-        pytest.skip("the per-pixel form is AVX-512 only")
+def skip_without_pixel_form(dtype=np.float32):
+    """The per-pixel form (pixel_form) exists on AVX-512, and on AVX2 into float32 only;
+    elsewhere per-pixel statistics take the float64 kernels (tests/test_normalize.py)."""
+    if core.pixel_form(np.zeros(16), np.ones(16), dtype == np.float16, 0) is None:
+        pytest.skip(f"no per-pixel form into {np.dtype(dtype).name} at {core.simd_level()}")
 
 
 def reference(x, mean, std, dtype, channels_first):
@@ -144,7 +144,8 @@ def test_a_channel_that_misses_falls_back_to_float64():
 def test_no_channel_form_at_baseline(channel_level):
     mean, inv = np.array([1.5]), np.array([0.5])
     assert core.channel_coefficients(mean, inv, False) is not None
-    assert (core.pixel_form(mean, inv, False, 0) is None) == (channel_level != "avx512")
+    assert core.pixel_form(mean, inv, False, 0) is not None  # float32: AVX-512 and AVX2
+    assert (core.pixel_form(mean, inv, True, 0) is None) == (channel_level != "avx512")
     core.set_simd_level("baseline")
     assert core.channel_coefficients(mean, inv, False) is None
     assert core.pixel_form(mean, inv, False, 0) is None
@@ -192,7 +193,9 @@ def test_per_pixel_statistics_seen_again(dtype, placement, threads, streams):
     of the groups have a column whose one missed value is fixed. An ``out=`` that streams
     starts the groups where its rows reach a cache line; one that does not, and a fresh
     output (written in row order), start them at column 0."""
-    skip_without_pixel_form()
+    skip_without_pixel_form(dtype)
+    from zmfast._backends import cpp
+    cpp._PIXEL_FORMS.clear()  # statistics of earlier tests (other levels) may be cached
     rng = np.random.default_rng(2)
     x = rng.integers(0, 256, (300, 50, 61, 3), dtype=np.uint8)
     mean, std = x.mean(axis=0), x.std(axis=0) + 0.25
@@ -213,7 +216,6 @@ def test_per_pixel_statistics_seen_again(dtype, placement, threads, streams):
     finally:
         zm.set_num_threads(before)
         core.set_stream_bytes(stream_before)
-    from zmfast._backends import cpp
     assert cpp._PIXEL_FORMS[-1][3] is not None  # the form was checked and used
     head = 0 if out is None or not streams else (-out.ctypes.data % 64) // out.itemsize
     assert cpp._PIXEL_FORMS[-1][2][1] == head
@@ -271,7 +273,7 @@ def test_affine_checks_the_pixel_form():
 def test_a_group_outside_the_form_takes_float64(dtype):
     """A column whose mean is too far from uint8 values for the form (|mean| > 2**20) sends
     its group of 16 to the float64 loop; its neighbours keep the form."""
-    skip_without_pixel_form()
+    skip_without_pixel_form(dtype)
     rng = np.random.default_rng(8)
     x = rng.integers(0, 256, (40, 16, 24, 3), dtype=np.uint8)
     mean, std = x.mean(axis=0), x.std(axis=0) + 0.5

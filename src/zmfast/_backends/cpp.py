@@ -58,10 +58,27 @@ PIXEL_FORM_MIN_COLUMNS = 1024  # fewer statistics (per channel) take the channel
 PIXEL_FORM_MIN_ROWS = 16  # a call of fewer images does not pay for comparing the statistics
 
 
+_PIXEL_FORM_KERNELS = {}  # (SIMD level, half) -> whether _core.pixel_form has a kernel
+
+
+def _pixel_form_available(level, half):
+    """Whether ``_core.pixel_form`` gives forms at this SIMD level and output type (AVX-512;
+    AVX2 into float32), probed once: elsewhere the statistics are not compared at all (two
+    ``array_equal`` of per-pixel statistics cost about 0.5 ms an imagenet call)."""
+    available = _PIXEL_FORM_KERNELS.get((level, half))
+    if available is None:
+        probe = _core.pixel_form(np.zeros(16), np.ones(16), half, 0)
+        available = _PIXEL_FORM_KERNELS[level, half] = probe is not None
+    return available
+
+
 def _pixel_form(mean, inv, half, head):
     """The per-pixel float32 form of ``(mean, inv)`` (``_core.pixel_form``, its groups from
     column ``head``) if these statistics were seen before, else None (and remember them)."""
-    variant = (half, head, _core.simd_level())
+    level = _core.simd_level()
+    if not _pixel_form_available(level, half):
+        return None
+    variant = (half, head, level)
     for entry in _PIXEL_FORMS:
         if entry[2] == variant and (
                 (entry[0] is mean and entry[1] is inv)  # a cached plan's own arrays
