@@ -63,26 +63,40 @@ template <class T> ZM_INLINE auto square(T v) {
   }
 }
 
-// Running moments of one lane.
+// Running moments of one lane. `lo` is the rounding error of `mean` (the mean is about
+// mean + lo): near a large offset (1e9 + U(0, 1)) a merge's delta of two rounded means would
+// carry their rounding (1e-7 there) into M2, as delta^2 * na * nb / n.
 struct Running {
-  double mean = 0.0, m2 = 0.0;
+  double mean = 0.0, m2 = 0.0, lo = 0.0;
 };
 
-// Chan et al.'s update of (na, a) with a block of nb values of mean `mean_b`, M2 `m2_b`.
-ZM_INLINE void chan_merge(int64_t na, Running& a, int64_t nb, double mean_b, double m2_b) {
+// a + b = sum + the returned error, exactly (Knuth's TwoSum; any magnitudes).
+ZM_INLINE double two_sum_error(double a, double b, double sum) {
+  const double b_part = sum - a;
+  return (a - (sum - b_part)) + (b - b_part);
+}
+
+// Chan et al.'s update of (na, a) with a block of nb values of mean `mean_b` (+ `lo_b`), M2
+// `m2_b`. The delta of the two means includes their low parts, and the new mean keeps its own.
+ZM_INLINE void chan_merge(int64_t na, Running& a, int64_t nb, double mean_b, double m2_b,
+                          double lo_b = 0.0) {
   if (na == 0) {
     a.mean = mean_b;
     a.m2 = m2_b;
+    a.lo = lo_b;
     return;
   }
   const double n = double(na + nb), wb = double(nb) / n;
-  const double delta = mean_b - a.mean;
+  const double delta = (mean_b - a.mean) + (lo_b - a.lo);
   if (std::isfinite(delta)) {
-    a.mean += delta * wb;
+    const double step = delta * wb + a.lo, mean = a.mean + step;
+    a.lo = std::isfinite(mean) ? two_sum_error(a.mean, step, mean) : 0.0;
+    a.mean = mean;
     a.m2 += m2_b + delta * delta * (double(na) * wb);
   } else {  // an infinite mean: NumPy's inf (or nan for inf - inf), spread undefined
     a.mean = a.mean * (double(na) / n) + mean_b * wb;
     a.m2 = std::numeric_limits<double>::quiet_NaN();
+    a.lo = 0.0;
   }
 }
 
@@ -108,17 +122,21 @@ ZM_INLINE double exact_spread(uint64_t n, uint64_t s2, uint64_t abs_s1) {
 
 // Mean and M2 of a block of n values from its sums; exact for integers until the final
 // rounding (n*S2 - S1^2 in 128-bit), shifted for floats.
+// `lo`: the rounding error of shift + S1/n for floats (see Running), 0 for integers.
 template <class T>
 ZM_INLINE void block_moments(int64_t n, typename Accum<T>::Sum s1, typename Accum<T>::SumSq s2,
-                          double shift, double& mean, double& m2) {
+                          double shift, double& mean, double& m2, double& lo) {
   if constexpr (kIsInt<T>) {
     mean = double(s1) / double(n);
     m2 = exact_spread(uint64_t(n), uint64_t(s2), s1 < 0 ? 0 - uint64_t(s1) : uint64_t(s1)) /
          double(n);
+    lo = 0.0;
     (void)shift;
   } else {
-    mean = shift + s1 / double(n);
-    m2 = s2 - s1 * (s1 / double(n));
+    const double offset = s1 / double(n);
+    mean = shift + offset;
+    lo = std::isfinite(mean) ? two_sum_error(shift, offset, mean) : 0.0;
+    m2 = s2 - s1 * offset;
     if (m2 < 0) m2 = 0;  // rounding; NaN stays NaN
   }
 }
@@ -213,8 +231,9 @@ ZM_INLINE void column_moments_impl(const char* base, const Space& rows, int64_t 
       }
       for (int64_t k = 0; k < kn; ++k) {
         double mean, m2;
-        block_moments<T>(bn, s1[k], s2[k], shift[k], mean, m2);
-        chan_merge(done, out[k0 + k], bn, mean, m2);
+        double lo;
+        block_moments<T>(bn, s1[k], s2[k], shift[k], mean, m2, lo);
+        chan_merge(done, out[k0 + k], bn, mean, m2, lo);
       }
       done += bn;
     }
@@ -243,9 +262,9 @@ ZM_INLINE int64_t row_moments_impl(const char* base, const Space& outer, int64_t
       t1 += s1[j];
       t2 += s2[j];
     }
-    double mean, m2;
-    block_moments<T>(in_block, t1, t2, shift, mean, m2);
-    chan_merge(done, acc, in_block, mean, m2);
+    double mean, m2, lo;
+    block_moments<T>(in_block, t1, t2, shift, mean, m2, lo);
+    chan_merge(done, acc, in_block, mean, m2, lo);
     done += in_block;
     in_block = 0;
   };
@@ -1864,7 +1883,7 @@ void reduce_moments(const char* base, const Space& kept, const Space& red, doubl
   ColumnArgs* const column_moments = column_moments_for<T, kWantM2>(current_level());
   RowArgs* const row_moments = row_moments_for<T, kWantM2>(current_level());
   auto store = [&](int64_t at, const Running& r) {
-    mean_out[at] = r.mean;
+    mean_out[at] = r.mean + r.lo;  // the double-double mean, rounded once
     if constexpr (kWantM2) m2_out[at] = r.m2;
   };
 
@@ -1934,7 +1953,7 @@ void reduce_moments(const char* base, const Space& kept, const Space& red, doubl
             split_range(count, row_chunks, rc, r0, r1);
             if (rc > 0) {
               const Running& p = partial[size_t(rc * lanes + k)];
-              chan_merge(done, total, r1 - r0, p.mean, p.m2);
+              chan_merge(done, total, r1 - r0, p.mean, p.m2, p.lo);
             }
             done += r1 - r0;
           }
@@ -1985,7 +2004,8 @@ void reduce_moments(const char* base, const Space& kept, const Space& red, doubl
     int64_t done = 0;
     for (int t = 0; t < threads; ++t) {
       if (counts[size_t(t)] == 0) continue;
-      chan_merge(done, total, counts[size_t(t)], partial[size_t(t)].mean, partial[size_t(t)].m2);
+      const Running& p = partial[size_t(t)];
+      chan_merge(done, total, counts[size_t(t)], p.mean, p.m2, p.lo);
       done += counts[size_t(t)];
     }
     store(o.offset[1], total);

@@ -580,3 +580,19 @@ def test_dtype_argument_rounds_the_exact_result(backend, name, dtype):
 def test_rounded_helper_sanity():
     # The reference's own rounding helper: a float64 that rounds up in float32.
     assert rounded(1 + 2**-24 + 2**-40, np.float32) == np.float32(1 + 2**-23)
+
+
+def test_float_variance_near_an_offset_is_thread_independent():
+    """Per-thread partial means of 1e9 + U(0, 1) merge with their rounding errors (the cpp
+    backend's Running.lo): two threads keep the one-thread accuracy (they lost it to 6e-8)."""
+    rng = np.random.default_rng(0)
+    x = 1e9 + rng.random((100, 3072))
+    exact = np.array([_exact_var_of_offset_data(column)[0] for column in x[:, :64].T])
+    before = zm.get_num_threads()
+    try:
+        with zm.use_backend("cpp"):
+            for threads in (1, 2):
+                zm.set_num_threads(threads)
+                np.testing.assert_allclose(zm.var(x, axis=0)[:64], exact, rtol=1e-13)
+    finally:
+        zm.set_num_threads(before)
