@@ -325,6 +325,26 @@ ZM_TARGET_AVX2 void channels_planes_avx2(const uint8_t* x, O* out, int64_t plane
   for (; p < p1; ++p) scalar(p);
 }
 
+// A group's k, r, r_low, b (16 each, from `kr`) for columns mean[0..16), inv[0..16);
+// false where any column cannot take the form (a non-finite or far-off statistic).
+inline bool form_group_coefficients(const double* mean, const double* inv, float* kr) {
+  float* k = kr;
+  float* r = kr + 16;
+  float* r_low = kr + 32;
+  float* b = kr + 48;
+  bool finite = true;
+  for (int j = 0; j < 16; ++j) {
+    const double m = mean[j], s = inv[j];
+    finite = finite && std::isfinite(m) && std::isfinite(s) && std::fabs(m) <= double(1 << 20);
+    const double kj = finite ? std::nearbyint(m) : 0.0;
+    k[j] = float(kj);
+    r[j] = finite ? float(s) : 0.0f;
+    r_low[j] = finite ? float(s - double(r[j])) : 0.0f;
+    b[j] = finite ? float((kj - m) * s) : 0.0f;
+  }
+  return finite;
+}
+
 // Per-pixel statistics (normalize.hpp's PixelForm): the coefficients of every column, each
 // column tried on all 256 values, and a group state (see PixelForm). The check costs about
 // what one float64 standardize of 256 images does, so the Python layer runs it for
@@ -346,16 +366,7 @@ ZM_TARGET_AVX512 inline void pixel_form_groups_avx512(const double* mean, const 
     float* r = k + 16;
     float* r_low = k + 32;
     float* b = k + 48;
-    bool finite = true;
-    for (int j = 0; j < 16; ++j) {
-      const double m = mean[j0 + j], s = inv[j0 + j];
-      finite = finite && std::isfinite(m) && std::isfinite(s) && std::fabs(m) <= double(1 << 20);
-      const double kj = finite ? std::nearbyint(m) : 0.0;
-      k[j] = float(kj);
-      r[j] = finite ? float(s) : 0.0f;
-      r_low[j] = finite ? float(s - double(r[j])) : 0.0f;
-      b[j] = finite ? float((kj - m) * s) : 0.0f;
-    }
+    const bool finite = form_group_coefficients(mean + j0, inv + j0, k);
     alignas(64) int32_t fix_x[16], fix_y[16], want_bits[16];
     for (int j = 0; j < 16; ++j) fix_x[j] = fix_y[j] = -1;
     bool usable = finite, fixed = false;
@@ -430,16 +441,7 @@ ZM_TARGET_AVX2 inline void pixel_form_groups_f32_avx2(const double* mean, const 
     float* r = k + 16;
     float* r_low = k + 32;
     float* b = k + 48;
-    bool finite = true;
-    for (int j = 0; j < 16; ++j) {
-      const double m = mean[j0 + j], s = inv[j0 + j];
-      finite = finite && std::isfinite(m) && std::isfinite(s) && std::fabs(m) <= double(1 << 20);
-      const double kj = finite ? std::nearbyint(m) : 0.0;
-      k[j] = float(kj);
-      r[j] = finite ? float(s) : 0.0f;
-      r_low[j] = finite ? float(s - double(r[j])) : 0.0f;
-      b[j] = finite ? float((kj - m) * s) : 0.0f;
-    }
+    const bool finite = form_group_coefficients(mean + j0, inv + j0, k);
     alignas(32) int32_t fix_x[16], fix_y[16], want_bits[16];
     for (int j = 0; j < 16; ++j) fix_x[j] = fix_y[j] = -1;
     bool usable = finite, fixed = false;
