@@ -325,6 +325,29 @@ ZM_TARGET_AVX2 void channels_planes_avx2(const uint8_t* x, O* out, int64_t plane
   for (; p < p1; ++p) scalar(p);
 }
 
+// The fixed values of a group being checked: at most one missed uint8 value per column,
+// whose float64 result (as bits) the kernels then blend in.
+struct FormFixes {
+  int32_t x[16], y[16];
+  uint32_t columns = 0;  // columns with a fix
+  FormFixes() {
+    for (int j = 0; j < 16; ++j) x[j] = y[j] = -1;
+  }
+  // Records value v as missed in the `missed` columns; false where one already has a fix.
+  bool add(uint32_t missed, int v, const int32_t* want_bits) {
+    if (missed & columns) return false;
+    for (int j = 0; j < 16; ++j)
+      if (missed >> j & 1) x[j] = v, y[j] = want_bits[j];
+    columns |= missed;
+    return true;
+  }
+  void store(float* fix, uint8_t* state, int64_t g, bool usable) const {
+    std::memcpy(fix + 32 * g, x, sizeof x);
+    std::memcpy(fix + 32 * g + 16, y, sizeof y);
+    state[g] = !usable ? 0 : columns ? 2 : 1;
+  }
+};
+
 // A group's k, r, r_low, b (16 each, from `kr`) for columns mean[0..16), inv[0..16);
 // false where any column cannot take the form (a non-finite or far-off statistic).
 inline bool form_group_coefficients(const double* mean, const double* inv, float* kr) {
@@ -367,10 +390,9 @@ ZM_TARGET_AVX512 inline void pixel_form_groups_avx512(const double* mean, const 
     float* r_low = k + 32;
     float* b = k + 48;
     const bool finite = form_group_coefficients(mean + j0, inv + j0, k);
-    alignas(64) int32_t fix_x[16], fix_y[16], want_bits[16];
-    for (int j = 0; j < 16; ++j) fix_x[j] = fix_y[j] = -1;
-    bool usable = finite, fixed = false;
-    uint32_t has_fix = 0;
+    alignas(64) int32_t want_bits[16];
+    FormFixes fixes;
+    bool usable = finite;
     const __m512 kv = _mm512_loadu_ps(k), rv = _mm512_loadu_ps(r);
     const __m512 lv = _mm512_loadu_ps(r_low), bv = _mm512_loadu_ps(b);
     const __m512d m_lo = _mm512_loadu_pd(mean + j0), m_hi = _mm512_loadu_pd(mean + j0 + 8);
@@ -400,22 +422,10 @@ ZM_TARGET_AVX512 inline void pixel_form_groups_avx512(const double* mean, const 
       }
       const uint32_t missed = ~uint32_t(pass) & 0xffffu;
       if (!missed) continue;
-      if (missed & has_fix) {  // a second value of one column
-        usable = false;
-        break;
-      }
       _mm512_store_si512(want_bits, want);
-      for (int j = 0; j < 16; ++j)
-        if (missed >> j & 1) {
-          fix_x[j] = v;
-          fix_y[j] = want_bits[j];
-        }
-      has_fix |= missed;
-      fixed = true;
+      usable = fixes.add(missed, v, want_bits);  // false: a second value of one column
     }
-    std::memcpy(fix + 32 * g, fix_x, sizeof fix_x);
-    std::memcpy(fix + 32 * g + 16, fix_y, sizeof fix_y);
-    state[g] = !usable ? 0 : fixed ? 2 : 1;
+    fixes.store(fix, state, g, usable);
   }
 }
 
@@ -442,10 +452,9 @@ ZM_TARGET_AVX2 inline void pixel_form_groups_f32_avx2(const double* mean, const 
     float* r_low = k + 32;
     float* b = k + 48;
     const bool finite = form_group_coefficients(mean + j0, inv + j0, k);
-    alignas(32) int32_t fix_x[16], fix_y[16], want_bits[16];
-    for (int j = 0; j < 16; ++j) fix_x[j] = fix_y[j] = -1;
-    bool usable = finite, fixed = false;
-    uint32_t has_fix = 0;
+    alignas(32) int32_t want_bits[16];
+    FormFixes fixes;
+    bool usable = finite;
     __m256 kv[2], rv[2], lv[2], bv[2];
     __m256d m_lo[2], m_hi[2], s_lo[2], s_hi[2];
     for (int h = 0; h < 2; ++h) {
@@ -474,23 +483,11 @@ ZM_TARGET_AVX2 inline void pixel_form_groups_f32_avx2(const double* mean, const 
       }
       const uint32_t missed = ~pass & 0xffffu;
       if (!missed) continue;
-      if (missed & has_fix) {  // a second value of one column
-        usable = false;
-        break;
-      }
       _mm256_store_ps(reinterpret_cast<float*>(want_bits), want[0]);
       _mm256_store_ps(reinterpret_cast<float*>(want_bits + 8), want[1]);
-      for (int j = 0; j < 16; ++j)
-        if (missed >> j & 1) {
-          fix_x[j] = v;
-          fix_y[j] = want_bits[j];
-        }
-      has_fix |= missed;
-      fixed = true;
+      usable = fixes.add(missed, v, want_bits);  // false: a second value of one column
     }
-    std::memcpy(fix + 32 * g, fix_x, sizeof fix_x);
-    std::memcpy(fix + 32 * g + 16, fix_y, sizeof fix_y);
-    state[g] = !usable ? 0 : fixed ? 2 : 1;
+    fixes.store(fix, state, g, usable);
   }
 }
 #endif
