@@ -137,7 +137,7 @@ ZM_INLINE void block_moments(int64_t n, typename Accum<T>::Sum s1, typename Accu
     mean = shift + offset;
     lo = std::isfinite(mean) ? two_sum_error(shift, offset, mean) : 0.0;
     m2 = s2 - s1 * offset;
-    if (m2 < 0) m2 = 0;  // rounding; NaN stays NaN
+    if (m2 <= 0) m2 = 0;  // rounding, and -0.0 (sqrt(-0.0) is -0.0); NaN stays NaN
   }
 }
 

@@ -205,9 +205,11 @@ def test_mean_and_std_not_broadcastable_together(backend):
     _assert_untouched(out, _x(), x)
 
 
-@pytest.mark.parametrize("bad", [0.0, -1.0, np.nan, np.inf, -np.inf, -0.0])
+@pytest.mark.parametrize("bad", [0.0, -1.0, np.nan, np.inf, -np.inf, -0.0, 1e-310, 5e-324])
 @pytest.mark.parametrize("where", ["scalar", "one channel", "one pixel"])
 def test_bad_std(backend, bad, where):
+    """Zero, negative and non-finite std, and subnormal std (whose reciprocal overflows),
+    are rejected before anything is written."""
     x, out = _x(), _out()
     if where == "scalar":
         std = bad
@@ -352,3 +354,36 @@ def test_any_invalid_argument_leaves_out_untouched(backend, function, data):
     with pytest.raises(expected):
         _call(function, x, mean, std, **kwargs)
     assert np.all(out == SENTINEL)
+
+
+def _masked_calls():
+    x = np.ma.masked_array(_x(), mask=_x() % 7 == 0)
+    y = np.ma.masked_array(np.zeros((2, 4, 5, 3), np.float32), mask=_x() % 7 == 0)
+    batch = np.ma.masked_array(np.ones((4, 3)), mask=[[0, 1, 0]] * 4)
+    return {
+        "moments": lambda: zm.moments(x, axis=0),
+        "standardize": lambda: zm.standardize(x, 1.0, 2.0),
+        "center": lambda: zm.center(x, 1.0),
+        "destandardize": lambda: zm.destandardize(y, 1.0, 2.0),
+        "StandardScaler.fit": lambda: zm.StandardScaler().fit(batch),
+        "StandardScaler.partial_fit": lambda: zm.StandardScaler().partial_fit(batch),
+        "StandardScaler.transform": lambda: zm.StandardScaler().fit(batch.data).transform(batch),
+        "MinMaxScaler.fit": lambda: zm.MinMaxScaler().fit(batch),
+        "minmax_scale": lambda: zm.minmax_scale(batch),
+        "normalize": lambda: zm.normalize(batch),
+        "dataset_stats": lambda: zm.dataset_stats(x),
+    }
+
+
+@pytest.mark.parametrize("name", list(_masked_calls()))
+def test_masked_arrays_are_rejected(backend, name):
+    """The kernels would drop a mask without a word: a TypeError names it instead (zm.mean,
+    var and std hand masked arrays to NumPy, which honours the mask)."""
+    with pytest.raises(TypeError, match="masked array"):
+        _masked_calls()[name]()
+
+
+def test_masked_arrays_keep_numpys_statistics(backend):
+    x = np.ma.masked_array([1.0, 2.0, 100.0], mask=[0, 0, 1])
+    assert zm.mean(x) == np.ma.mean(x) == 1.5
+    assert zm.var(x) == np.ma.var(x) == 0.25

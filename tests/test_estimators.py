@@ -579,6 +579,32 @@ def test_destandardize_channels_first(backend, stats):
     np.testing.assert_allclose(out, last * std + mean, rtol=1e-12)
 
 
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_destandardize_of_a_mean_far_beyond_std(backend, channels_first):
+    """mean / std past float64's range (the kernel's form of y * std + mean overflows):
+    y * std + mean itself, in every layout."""
+    rng = rng_for("destd-far", str(channels_first))
+    y = rng.normal(size=(2, 3, 4, 5)) if channels_first else rng.normal(size=(2, 4, 5, 3))
+    mean, std = np.array([1e300, -1e300, 5.0]), np.array([1e-10, 1e-10, 2.0])
+    last = y.transpose(0, 2, 3, 1) if channels_first else y
+    got = zm.destandardize(y, mean, std, channels_first=channels_first, dtype=np.float64)
+    np.testing.assert_allclose(got, last * std + mean, rtol=1e-15)
+    out = np.empty((2, 4, 5, 3), np.uint8)
+    zm.destandardize(y, mean, std, channels_first=channels_first, out=out)
+    np.testing.assert_array_equal(out, np.clip(np.rint(last * std + mean), 0, 255))
+
+
+def test_minmax_ranges_past_float64_are_rejected(backend):
+    """A range max - min past float64's (or a subnormal one, whose scale overflows) has no
+    affine form; a clear ValueError instead of inf and NaN."""
+    for x in (np.array([-1e308, 1e308]), np.array([0.0, 5e-324, 1e-323])):
+        with pytest.raises(ValueError, match="range"):
+            zm.minmax_scale(x, dtype=np.float64)
+        scaler = zm.MinMaxScaler(axis=0).fit(x[:, None])
+        with pytest.raises(ValueError, match="range"):
+            scaler.transform(x[:, None])
+
+
 def test_destandardize_errors():
     y = np.zeros((2, 4, 4, 3))
     with pytest.raises(TypeError):

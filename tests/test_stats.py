@@ -377,6 +377,35 @@ def test_infinities_give_numpys_values(backend, name, dtype):
                                    rtol=1e-6)
 
 
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_overflow_on_the_way_gives_numpys_values(backend, name):
+    """Finite data whose shifted sums or squares overflow float64 (the first value shifts a
+    block: -1e308 - 1.5e308 is -inf) get NumPy's own values and warnings; a NaN elsewhere
+    in the data keeps its own NaN result."""
+    x = np.array([[1.5e308, -1e308, -1e308], [1.0, 2.0, 4.0], [np.nan, 1.0, 2.0]])
+    for view, axis in [(x[:1], None), (x, 1), (x.T.copy(), 0), (x[:2], 1)]:
+        with warnings.catch_warnings(record=True) as numpy_warnings:
+            warnings.simplefilter("always")
+            expected = getattr(np, name)(view, axis=axis)
+        with warnings.catch_warnings(record=True) as zmfast_warnings:
+            warnings.simplefilter("always")
+            got = getattr(zm, name)(view, axis=axis)
+        np.testing.assert_array_equal(got, expected)
+        assert warning_kinds(zmfast_warnings) == warning_kinds(numpy_warnings)
+    with pytest.warns(RuntimeWarning, match="overflow"):  # the squares, as NumPy's var
+        mean = zm.moments(x[:1]).mean
+    assert mean == np.mean(x[:1]) and np.isfinite(mean)
+
+
+def test_std_of_subnormal_data_is_not_negative_zero(backend):
+    """sqrt(-0.0) is -0.0: a spread rounded to -0.0 must come out as +0.0."""
+    for x in (np.array([5e-324, 1e-320]), np.full(1000, 5e-324), np.array([-5e-324, 0.0])):
+        for axis in (None, 0):
+            got = zm.std(x, axis=axis)
+            assert not np.signbit(got), (x, got)
+            np.testing.assert_allclose(got, np.std(x, axis=axis), atol=1e-323)
+
+
 # --- precision ---------------------------------------------------------------------------
 
 def _exact_var_of_offset_data(x):
@@ -582,17 +611,17 @@ def test_rounded_helper_sanity():
     assert rounded(1 + 2**-24 + 2**-40, np.float32) == np.float32(1 + 2**-23)
 
 
-def test_float_variance_near_an_offset_is_thread_independent():
-    """Per-thread partial means of 1e9 + U(0, 1) merge with their rounding errors (the cpp
-    backend's Running.lo): two threads keep the one-thread accuracy (they lost it to 6e-8)."""
+def test_float_variance_near_an_offset_is_thread_independent(backend, restore_threads):
+    """Per-thread partial means of 1e9 + U(0, 1) merge with their rounding errors (cpp's
+    Running.lo, numba's ``low``): two threads keep the one-thread accuracy (they lost it to
+    6e-8), for columns split by rows between threads and for a full reduction."""
+    if backend == "numpy":
+        pytest.skip("the reference backend is NumPy's own single-threaded var")
     rng = np.random.default_rng(0)
     x = 1e9 + rng.random((100, 3072))
     exact = np.array([_exact_var_of_offset_data(column)[0] for column in x[:, :64].T])
-    before = zm.get_num_threads()
-    try:
-        with zm.use_backend("cpp"):
-            for threads in (1, 2):
-                zm.set_num_threads(threads)
-                np.testing.assert_allclose(zm.var(x, axis=0)[:64], exact, rtol=1e-13)
-    finally:
-        zm.set_num_threads(before)
+    exact_all = _exact_var_of_offset_data(x[:20].ravel())[0]
+    for threads in (1, 2):
+        zm.set_num_threads(threads)
+        np.testing.assert_allclose(zm.var(x, axis=0)[:64], exact, rtol=1e-13)
+        np.testing.assert_allclose(zm.var(x[:20]), exact_all, rtol=1e-13)

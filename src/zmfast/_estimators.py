@@ -9,7 +9,7 @@ import numpy as np
 
 from zmfast._normalize import check_stats, destandardize, run_affine, standardize
 from zmfast._stats import Moments, RunningSums, moments
-from zmfast._validate import normalize_axes, output_dtype, require_real_numeric
+from zmfast._validate import normalize_axes, output_dtype, real_array
 
 
 class _Estimator:
@@ -153,7 +153,7 @@ class StandardScaler(_Estimator):
 
     def fit(self, x, y=None):
         """Compute the statistics of ``x`` (``y`` is ignored, as in scikit-learn)."""
-        x = np.asarray(x)
+        x = real_array(x, "x")
         if x.size == 0:
             raise ValueError(f"cannot fit on an empty array of shape {x.shape}")
         self._reset()
@@ -170,8 +170,7 @@ class StandardScaler(_Estimator):
         try_add = self.__dict__.get("_try_add")
         if try_add is not None and try_add(x):  # the streaming fast path: checks, sums and
             return self                         # samples seen in one call
-        x = np.asarray(x)
-        require_real_numeric(x, "x")
+        x = real_array(x, "x")
         if x.ndim == 0:
             raise ValueError("x must have at least one dimension (the samples)")
         if "_sums" not in self.__dict__:
@@ -420,7 +419,7 @@ def dataset_stats(x_or_batches, axis=(0, 1, 2), std="pooled", *, ddof=0, batch_s
     iterable, _ = _batches_of(x_or_batches, batch_size)
     total, std_sum, images = None, None, 0
     for batch in iterable:
-        batch = np.asarray(batch)
+        batch = real_array(batch, "batch")
         axes = normalize_axes(axis, batch.ndim)
         if 0 not in axes:
             raise ValueError(f"axis must include the batch axis 0, got {axis!r}")
@@ -444,10 +443,19 @@ def _range_transform(x, data_min, data_max, feature_range, out, dtype):
     """``(x - data_min) / (data_max - data_min) * (high - low) + low`` in one pass, with a
     constant feature (zero range) mapped to ``low``."""
     low, high = _check_range(feature_range)
-    data_range = data_max - data_min
-    scale = (high - low) / np.where(data_range == 0, 1.0, data_range)
-    # (x - m) * scale + low == (x - (m - low / scale)) * scale: the standardize kernel.
-    return run_affine(x, data_min - low / scale, 1.0 / scale, out, output_dtype(dtype), "same")
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        data_range = data_max - data_min
+        scale = (high - low) / np.where(data_range == 0, 1.0, data_range)
+        # (x - m) * scale + low == (x - (m - low / scale)) * scale: the standardize kernel.
+        shift, inverse = data_min - low / scale, 1.0 / scale
+    if not (np.isfinite(shift).all() and np.all((inverse >= _FLOAT64.smallest_normal)
+                                                & (inverse <= _FLOAT64.max))):
+        raise ValueError("the data range (max - min) or the scale (high - low) / range "
+                         "overflows float64 (or is subnormal); rescale x first")
+    return run_affine(x, shift, inverse, out, output_dtype(dtype), "same")
+
+
+_FLOAT64 = np.finfo(np.float64)
 
 
 def _check_range(feature_range):
@@ -475,8 +483,7 @@ def minmax_scale(x, feature_range=(0, 1), axis=None, *, out=None, dtype=np.float
            [0.5, 0. ],
            [1. , 0. ]], dtype=float32)
     """
-    x = np.asarray(x)
-    require_real_numeric(x, "x")
+    x = real_array(x, "x")
     _check_range(feature_range)
     axes = normalize_axes(axis, x.ndim)
     if x.size == 0:
@@ -524,8 +531,7 @@ class MinMaxScaler(_Estimator):
 
     def partial_fit(self, x, y=None):
         """Update the min and max with the batch ``x``."""
-        x = np.asarray(x)
-        require_real_numeric(x, "x")
+        x = real_array(x, "x")
         _check_range(self.feature_range)
         if x.ndim == 0 or x.shape[0] == 0:
             raise ValueError(f"x must hold at least one sample, got shape {x.shape}")
@@ -559,8 +565,7 @@ class MinMaxScaler(_Estimator):
     def transform(self, x, out=None):
         """Return ``x * scale_ + min_`` in one pass (clipped to the range if ``clip``)."""
         self._check_fitted()
-        x = np.asarray(x)
-        require_real_numeric(x, "x")
+        x = real_array(x, "x")
         data_min = self._trailing(self.data_min_)
         data_max = self._trailing(self.data_max_)
         check_stats(x.shape, data_min, np.ones_like(data_min))
@@ -592,8 +597,7 @@ def normalize(x, norm="l2", axis=-1, *, out=None, dtype=np.float32):
     array([[0.6, 0.8],
            [0. , 0. ]], dtype=float32)
     """
-    x = np.asarray(x)
-    require_real_numeric(x, "x")
+    x = real_array(x, "x")
     axes = normalize_axes(axis, x.ndim)
     if norm == "l2":
         m = moments(x, axis=axes)

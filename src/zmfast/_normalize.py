@@ -2,9 +2,10 @@
 
 import numpy as np
 
-from zmfast import _config
-from zmfast._validate import check_out, is_fast, output_dtype, require_real_numeric
+from zmfast import _config, _plan
+from zmfast._validate import check_out, is_fast, output_dtype, real_array
 
+_SMALLEST_STD = np.finfo(np.float64).smallest_normal
 INVERSE_DTYPES = frozenset(np.dtype(t) for t in (np.uint8, np.uint16, np.float16, np.float32,
                                                   np.float64))
 
@@ -77,6 +78,11 @@ def _check_stats(x_shape, mean, std):
     if not np.all(np.isfinite(std) & (std > 0)):
         raise ValueError("std must be finite and > 0 (it has a zero, negative, NaN or "
                          "infinite entry)")
+    if not np.all(std >= _SMALLEST_STD):
+        # The kernels multiply by 1 / std, which overflows for subnormal std: x == mean would
+        # give 0 * inf = NaN where (x - mean) / std is 0.
+        raise ValueError(f"std must be at least {_SMALLEST_STD:.4g} (the smallest normal "
+                         "float64), so that 1 / std is finite; it has a subnormal entry")
     return mean, std
 
 
@@ -174,8 +180,7 @@ def _transform(x, mean, std, out, dtype, channels_first):
             target = aligned_empty(plan[1], plan[2]) if out is None else out
             if plan[0].run(x, target):
                 return target
-    x = np.asarray(x)
-    require_real_numeric(x, "x")
+    x = real_array(x, "x")
     dtype = output_dtype(dtype)
     layout = "channels_first" if channels_first else "same"
     last_shape, _ = _layout_shapes(x.shape, layout)
@@ -244,8 +249,7 @@ def destandardize(y, mean, std, *, out=None, channels_first=False, dtype=np.uint
     >>> bool(np.array_equal(zm.destandardize(y, [1, 2, 3], [4, 5, 6], channels_first=True), x))
     True
     """
-    y = np.asarray(y)
-    require_real_numeric(y, "y")
+    y = real_array(y, "y")
     dtype = np.dtype(dtype)
     if dtype not in INVERSE_DTYPES:
         raise TypeError(f"dtype must be uint8, uint16, float16, float32 or float64, got {dtype}")
@@ -253,4 +257,11 @@ def destandardize(y, mean, std, *, out=None, channels_first=False, dtype=np.uint
     last_shape, _ = _layout_shapes(y.shape, layout)
     mean, std = check_stats(last_shape, mean, std)
     # y * std + mean == (y - (-mean / std)) / (1 / std): the same kernel as standardize.
-    return run_affine(y, -mean / std, 1.0 / std, out, dtype, layout)
+    with np.errstate(over="ignore"):
+        shift, scale = -mean / std, 1.0 / std
+    if np.isfinite(shift).all() and np.all(scale >= _SMALLEST_STD):
+        return run_affine(y, shift, scale, out, dtype, layout)
+    # A mean far larger than std (|mean / std| past float64's range): y * std + mean itself,
+    # in float64 (no fused pass), then the kernels' rounding and clamping.
+    scaled = _plan.channels_last_view(y, layout).astype(np.float64) * std
+    return run_affine(scaled, -mean, np.ones_like(std), out, dtype, "same")

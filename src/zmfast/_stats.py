@@ -6,7 +6,7 @@ import operator
 import numpy as np
 
 from zmfast import _config, _plan
-from zmfast._validate import is_fast, normalize_axes, require_real_numeric
+from zmfast._validate import is_fast, normalize_axes, real_array
 
 _FLOAT64 = np.dtype(np.float64)  # the dtype of every native float64 array (a singleton)
 
@@ -257,10 +257,22 @@ def _nearest_quotient(s1, n):
     return q
 
 
+def _overflowed(a, axes, stats):
+    """Whether a non-finite result comes from finite data: an overflow on the way that NumPy
+    may not have (the shift of mean([1.5e308, -1e308]), the squares of var([1e308, -1e308])).
+    Such calls get NumPy's own values and warnings. NaN and inf in the data propagate as in
+    NumPy, so their results stay."""
+    broken = [~np.isfinite(s) for s in stats if s is not None]
+    if not any(b.any() for b in broken):
+        return False
+    finite_data = np.isfinite(a).all(axis=axes)
+    return any((b & finite_data).any() for b in broken)
+
+
 def _reduce(a, axis, want_m2, ddof=0):
     """(axes, count, (mean, m2)) in float64 of the kept shape; the statistics are None where
-    NumPy itself must answer (empty or over-reduced slices with their warnings, and dtypes
-    without a fast path)."""
+    NumPy itself must answer (empty or over-reduced slices with their warnings, dtypes
+    without a fast path, and overflows)."""
     axes = normalize_axes(axis, a.ndim)
     count = 1
     for ax in axes:
@@ -268,6 +280,11 @@ def _reduce(a, axis, want_m2, ddof=0):
     if count - ddof <= 0 or a.size == 0 or not is_fast(a):
         return axes, count, None
     backend = _config.backend()
+    if a.dtype.kind == "f":
+        stats = backend.moments(a, axes, want_m2)
+        if backend.name != "numpy" and _overflowed(a, axes, stats):
+            return axes, count, None
+        return axes, count, stats
     features = a.size // count
     if backend.name != "numpy" and features <= _plan.TINY_EXTENT:
         # A few statistics (per channel, global) of a contiguous integer batch: exact sums
@@ -440,8 +457,7 @@ def moments(a, axis=None):
     >>> m.count, m.mean.shape, bool(np.allclose(m.std(), x.std(axis=(0, 1, 2))))
     (128, (3,), True)
     """
-    array = np.asarray(a)
-    require_real_numeric(array, "moments input")
+    array = real_array(a, "moments input")
     axes, count, stats = _reduce(array, axis, want_m2=True)
     if stats is None:
         kept = tuple(n for ax, n in enumerate(array.shape) if ax not in axes)

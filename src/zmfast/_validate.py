@@ -48,6 +48,18 @@ def is_fast(a):
     return a.dtype in FAST_DTYPES and a.dtype.isnative and a.flags.aligned
 
 
+def real_array(a, what):
+    """``a`` as an ndarray of real numbers, or a TypeError naming ``what``: for non-numbers,
+    and for masked arrays, whose mask zmfast's kernels would drop without a word."""
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(f"{what} is a masked array, whose mask would be ignored; pass "
+                        f"{what}.filled(value) or {what}.compressed() (np.ma's own functions "
+                        "honour masks)")
+    a = np.asarray(a)
+    require_real_numeric(a, what)
+    return a
+
+
 def require_real_numeric(a, what):
     """Reject bool, complex, string, object and other non-numbers with a TypeError."""
     if a.dtype.kind not in "uif":

@@ -109,27 +109,44 @@ def _split(n, parts, part):
 
 
 @njit(cache=True)
-def _chan(count_a, mean_a, m2_a, count_b, mean_b, m2_b):
-    """Chan et al.'s merge of two (count, mean, M2); returns (mean, m2)."""
+def _two_sum_error(a, b, total):
+    """``a + b - total`` exactly, for ``total = a + b`` rounded (Knuth's TwoSum)."""
+    b_part = total - a
+    return (a - (total - b_part)) + (b - b_part)
+
+
+@njit(cache=True)
+def _chan(count_a, mean_a, m2_a, lo_a, count_b, mean_b, m2_b, lo_b):
+    """Chan et al.'s merge of two (count, mean, M2, lo); returns (mean, m2, lo).
+
+    ``lo`` is the rounding error of ``mean`` (the mean is about mean + lo): near a large
+    offset (1e9 + U(0, 1)) the delta of two rounded means would carry their rounding (1e-7
+    there) into M2, as the cpp backend's ``chan_merge``."""
     if count_a == 0:
-        return mean_b, m2_b
+        return mean_b, m2_b, lo_b
     n = count_a + count_b
     weight_b = count_b / n
-    delta = mean_b - mean_a
+    delta = (mean_b - mean_a) + (lo_b - lo_a)
     if math.isfinite(delta):
-        return mean_a + delta * weight_b, m2_a + m2_b + delta * delta * (count_a * weight_b)
-    return mean_a * (count_a / n) + mean_b * weight_b, np.nan
+        step = delta * weight_b + lo_a
+        mean = mean_a + step
+        lo = _two_sum_error(mean_a, step, mean) if math.isfinite(mean) else 0.0
+        return mean, m2_a + m2_b + delta * delta * (count_a * weight_b), lo
+    return mean_a * (count_a / n) + mean_b * weight_b, np.nan, 0.0
 
 
 @njit(cache=True)
 def _block_moments(n, s1, s2, shift, exact):
-    """Mean and M2 of a block of n values from its (shifted) sums."""
+    """Mean, M2 and the mean's rounding error of a block of n values from its (shifted)
+    sums."""
     if exact:
         total, squares = np.int64(s1), np.int64(s2)
-        return total / n, float(n * squares - total * total) / n
-    mean = shift + s1 / n
-    m2 = s2 - s1 * (s1 / n)
-    return mean, (0.0 if m2 < 0 else m2)
+        return total / n, float(n * squares - total * total) / n, 0.0
+    offset = s1 / n
+    mean = shift + offset
+    lo = _two_sum_error(shift, offset, mean) if math.isfinite(mean) else 0.0
+    m2 = s2 - s1 * offset
+    return mean, (0.0 if m2 <= 0 else m2), lo
 
 
 @njit(cache=True)
@@ -225,8 +242,10 @@ def _add_rows8_narrow(a, b, c, d, e, f, g, h, narrow):
 
 
 @njit(cache=True)
-def _column(x, base, row_ext, row_str, r0, r1, lane_stride, lanes, mean, m2, want_m2,
+def _column(x, base, row_ext, row_str, r0, r1, lane_stride, lanes, mean, m2, low, want_m2,
             acc_type, block, exact):
+    """Moments of rows [r0, r1) per lane into ``mean``, ``m2`` and ``low`` (each mean's
+    rounding error, see ``_chan``)."""
     width = min(LANE_BLOCK, lanes)
     s1 = np.zeros(width, acc_type)
     s2 = np.zeros(width, acc_type)
@@ -284,8 +303,9 @@ def _column(x, base, row_ext, row_str, r0, r1, lane_stride, lanes, mean, m2, wan
                         s2[k] += d * d
                 offset = _next(row_ext, row_str, index, offset)
             for k in range(kn):
-                bm, bm2 = _block_moments(bn, s1[k], s2[k], shift[k], exact)
-                mean[k0 + k], m2[k0 + k] = _chan(done, mean[k0 + k], m2[k0 + k], bn, bm, bm2)
+                bm, bm2, blo = _block_moments(bn, s1[k], s2[k], shift[k], exact)
+                mean[k0 + k], m2[k0 + k], low[k0 + k] = _chan(
+                    done, mean[k0 + k], m2[k0 + k], low[k0 + k], bn, bm, bm2, blo)
             done += bn
             b0 += bn
 
@@ -304,6 +324,7 @@ def _column_outputs(x, base, out_ext, out_str, out_out, row_ext, row_str, count,
             continue
         mean = np.empty(lanes)
         m2 = np.empty(lanes)
+        low = np.empty(lanes)
         index = np.zeros(out_ext.size, np.int64)
         xo = _seek(out_ext, out_str, index, o0)
         for _ in range(o0, o1):
@@ -311,9 +332,9 @@ def _column_outputs(x, base, out_ext, out_str, out_out, row_ext, row_str, count,
             for i in range(out_ext.size):
                 oo += index[i] * out_out[i]
             _column(x, base + xo, row_ext, row_str, 0, count, lane_stride, lanes, mean, m2,
-                    want_m2, acc_type, block, exact)
+                    low, want_m2, acc_type, block, exact)
             for k in range(lanes):
-                mean_out[oo + k * lane_out_stride] = mean[k]
+                mean_out[oo + k * lane_out_stride] = mean[k] + low[k]
                 m2_out[oo + k * lane_out_stride] = m2[k]
             xo = _next(out_ext, out_str, index, xo)
 
@@ -329,35 +350,37 @@ def _column_lanes(x, base, row_ext, row_str, count, lane_stride, lanes, lane_out
             continue
         mean = np.empty(k1 - k0)
         m2 = np.empty(k1 - k0)
+        low = np.empty(k1 - k0)
         _column(x, base + k0 * lane_stride, row_ext, row_str, 0, count, lane_stride, k1 - k0,
-                mean, m2, want_m2, acc_type, block, exact)
+                mean, m2, low, want_m2, acc_type, block, exact)
         for k in range(k1 - k0):
-            mean_out[out_base + (k0 + k) * lane_out_stride] = mean[k]
+            mean_out[out_base + (k0 + k) * lane_out_stride] = mean[k] + low[k]
             m2_out[out_base + (k0 + k) * lane_out_stride] = m2[k]
 
 
 @njit(cache=True, parallel=True)
 def _column_rows(x, base, row_ext, row_str, count, lane_stride, lanes, partial_mean,
-                 partial_m2, want_m2, acc_type, block, exact, chunks):
+                 partial_m2, partial_low, want_m2, acc_type, block, exact, chunks):
     """One output block: each thread reduces a chunk of the rows into its partial lanes."""
     for c in prange(chunks):
         r0, r1 = _split(count, chunks, c)
         _column(x, base, row_ext, row_str, r0, r1, lane_stride, lanes, partial_mean[c],
-                partial_m2[c], want_m2, acc_type, block, exact)
+                partial_m2[c], partial_low[c], want_m2, acc_type, block, exact)
 
 
 @njit(cache=True)
-def _merge_chunks(partial_mean, partial_m2, count, out_base, lane_out_stride, mean_out,
-                  m2_out):
+def _merge_chunks(partial_mean, partial_m2, partial_low, count, out_base, lane_out_stride,
+                  mean_out, m2_out):
     chunks, lanes = partial_mean.shape
     for k in range(lanes):
-        mean, m2 = partial_mean[0, k], partial_m2[0, k]
+        mean, m2, low = partial_mean[0, k], partial_m2[0, k], partial_low[0, k]
         done = _split(count, chunks, 0)[1]
         for c in range(1, chunks):
             r0, r1 = _split(count, chunks, c)
-            mean, m2 = _chan(done, mean, m2, r1 - r0, partial_mean[c, k], partial_m2[c, k])
+            mean, m2, low = _chan(done, mean, m2, low, r1 - r0, partial_mean[c, k],
+                                  partial_m2[c, k], partial_low[c, k])
             done += r1 - r0
-        mean_out[out_base + k * lane_out_stride] = mean
+        mean_out[out_base + k * lane_out_stride] = mean + low
         m2_out[out_base + k * lane_out_stride] = m2
 
 
@@ -384,7 +407,8 @@ def _add_runs(values, s1, s2, shift, acc_type, exact):
 @njit(cache=True)
 def _row(x, base, outer_ext, outer_str, run, run_stride, lo, hi, want_m2, acc_type, block,
          exact):
-    """Moments of flat reduced indices [lo, hi); returns (count, mean, m2)."""
+    """Moments of flat reduced indices [lo, hi); returns (count, mean, m2, low), ``low`` the
+    mean's rounding error (see ``_chan``)."""
     s1 = np.zeros(VIRTUAL_LANES, acc_type)
     s2 = np.zeros(VIRTUAL_LANES, acc_type)
     limit = block if exact else block * VIRTUAL_LANES
@@ -392,7 +416,7 @@ def _row(x, base, outer_ext, outer_str, run, run_stride, lo, hi, want_m2, acc_ty
     offset = _seek(outer_ext, outer_str, index, lo // run)
     col = lo % run
     done, in_block = 0, 0
-    mean, m2 = 0.0, 0.0
+    mean, m2, low = 0.0, 0.0, 0.0
     shift = acc_type(0)
     while lo < hi:
         length = min(run - col, hi - lo)
@@ -421,18 +445,18 @@ def _row(x, base, outer_ext, outer_str, run, run_stride, lo, hi, want_m2, acc_ty
             in_block += piece
             i += piece
             if in_block == limit:
-                bm, bm2 = _block_moments(in_block, s1.sum(), s2.sum(), shift, exact)
-                mean, m2 = _chan(done, mean, m2, in_block, bm, bm2)
+                bm, bm2, blo = _block_moments(in_block, s1.sum(), s2.sum(), shift, exact)
+                mean, m2, low = _chan(done, mean, m2, low, in_block, bm, bm2, blo)
                 done += in_block
                 in_block = 0
         lo += length
         col = 0
         offset = _next(outer_ext, outer_str, index, offset)
     if in_block:
-        bm, bm2 = _block_moments(in_block, s1.sum(), s2.sum(), shift, exact)
-        mean, m2 = _chan(done, mean, m2, in_block, bm, bm2)
+        bm, bm2, blo = _block_moments(in_block, s1.sum(), s2.sum(), shift, exact)
+        mean, m2, low = _chan(done, mean, m2, low, in_block, bm, bm2, blo)
         done += in_block
-    return done, mean, m2
+    return done, mean, m2, low
 
 
 @njit(cache=True, parallel=True)
@@ -452,9 +476,9 @@ def _row_outputs(x, base, kept_ext, kept_str, kept_out, outer_ext, outer_str, ru
             oo = 0
             for i in range(kept_ext.size):
                 oo += index[i] * kept_out[i]
-            _, mean, m2 = _row(x, base + xo, outer_ext, outer_str, run, run_stride, 0, count,
-                               want_m2, acc_type, block, exact)
-            mean_out[oo] = mean
+            _, mean, m2, low = _row(x, base + xo, outer_ext, outer_str, run, run_stride, 0,
+                                    count, want_m2, acc_type, block, exact)
+            mean_out[oo] = mean + low
             m2_out[oo] = m2
             xo = _next(kept_ext, kept_str, index, xo)
 
@@ -465,16 +489,18 @@ def _row_split(x, base, outer_ext, outer_str, run, run_stride, count, want_m2, a
     counts = np.zeros(threads, np.int64)
     means = np.zeros(threads)
     m2s = np.zeros(threads)
+    lows = np.zeros(threads)
     for t in prange(threads):
         lo, hi = _split(count, threads, t)
-        counts[t], means[t], m2s[t] = _row(x, base, outer_ext, outer_str, run, run_stride, lo,
-                                           hi, want_m2, acc_type, block, exact)
-    done, mean, m2 = 0, 0.0, 0.0
+        counts[t], means[t], m2s[t], lows[t] = _row(x, base, outer_ext, outer_str, run,
+                                                    run_stride, lo, hi, want_m2, acc_type,
+                                                    block, exact)
+    done, mean, m2, low = 0, 0.0, 0.0, 0.0
     for t in range(threads):
         if counts[t]:
-            mean, m2 = _chan(done, mean, m2, counts[t], means[t], m2s[t])
+            mean, m2, low = _chan(done, mean, m2, low, counts[t], means[t], m2s[t], lows[t])
             done += counts[t]
-    return mean, m2
+    return mean + low, m2
 
 
 def _reduce(x, offset, kept_extent, kept_strides, out_strides, red_extent, red_strides,
@@ -519,13 +545,16 @@ def _reduce(x, offset, kept_extent, kept_strides, out_strides, red_extent, red_s
         chunks = max(1, min(threads, count))
         partial_mean = np.empty((chunks, lanes))
         partial_m2 = np.empty((chunks, lanes))
+        partial_low = np.empty((chunks, lanes))
         index = np.zeros(out_ext.size, np.int64)
         for o in range(n_outer):
             xo = _seek(out_ext, out_str, index, o)
             oo = int(np.dot(index, out_out)) if out_ext.size else 0
             _column_rows(flat, base + xo, red_ext, red_str, count, lane_stride, lanes,
-                         partial_mean, partial_m2, want_m2, acc_type, block, exact, chunks)
-            _merge_chunks(partial_mean, partial_m2, count, oo, lane_out, mean_out, m2_out)
+                         partial_mean, partial_m2, partial_low, want_m2, acc_type, block,
+                         exact, chunks)
+            _merge_chunks(partial_mean, partial_m2, partial_low, count, oo, lane_out, mean_out,
+                          m2_out)
         return
 
     outer_ext, outer_str = red_ext[:-1], red_str[:-1]
