@@ -432,17 +432,18 @@ ZM_TARGET_AVX512 inline void pixel_form_groups_avx512(const double* mean, const 
 #endif
 
 #if ZMFAST_X86_DISPATCH
-// pixel_form_groups_avx512 with AVX2, for float32 output only: each group's 16 columns in
-// two 8-lane halves, the float32 form against the float64 kernels' values rounded to float.
+// pixel_form_groups_avx512 with AVX2: each group's 16 columns in two 8-lane halves, the
+// float32 form against the float64 kernels' values rounded to float (within an ulp) or to
+// half (equal, through round_to_odd_ps_avx2 as the AVX2 rows kernels).
 ZM_TARGET_AVX2 ZM_INLINE __m256i float_keys8(__m256 v) {  // monotone integers of floats
   const __m256i s = _mm256_castps_si256(v);
   return _mm256_xor_si256(s, _mm256_and_si256(_mm256_srai_epi32(s, 31),
                                               _mm256_set1_epi32(0x7fffffff)));
 }
 
-ZM_TARGET_AVX2 inline void pixel_form_groups_f32_avx2(const double* mean, const double* inv,
-                                                      int64_t g0, int64_t g1, float* coef,
-                                                      float* fix, uint8_t* state) {
+ZM_TARGET_AVX2 inline void pixel_form_groups_avx2(const double* mean, const double* inv,
+                                                  int64_t g0, int64_t g1, bool half,
+                                                  float* coef, float* fix, uint8_t* state) {
   const __m256i sign = _mm256_set1_epi32(int32_t(0x80000000u));
   const __m256i within = _mm256_xor_si256(_mm256_set1_epi32(2), sign);  // unsigned 2, biased
   for (int64_t g = g0; g < g1; ++g) {
@@ -467,24 +468,36 @@ ZM_TARGET_AVX2 inline void pixel_form_groups_f32_avx2(const double* mean, const 
       const __m256 vf = _mm256_set1_ps(float(v));
       const __m256d xv = _mm256_set1_pd(double(v));
       uint32_t pass = 0;
-      __m256 want[2];
+      __m256i want[2];
       for (int h = 0; h < 2; ++h) {
         const __m256 d = _mm256_sub_ps(vf, kv[h]);
         const __m256 got = _mm256_fmadd_ps(d, rv[h], _mm256_fmadd_ps(d, lv[h], bv[h]));
         // The float64 kernels' values: (x - mean) * inv, then rounded.
         const __m256d lo = _mm256_mul_pd(_mm256_sub_pd(xv, m_lo[h]), s_lo[h]);
         const __m256d hi = _mm256_mul_pd(_mm256_sub_pd(xv, m_hi[h]), s_hi[h]);
-        want[h] = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
-        const __m256i apart = _mm256_sub_epi32(float_keys8(got), float_keys8(want[h]));
-        // -1, 0 or 1 ulp: apart + 1 <= 2 as unsigned (biased by the sign bit for a signed test)
-        const __m256i far = _mm256_cmpgt_epi32(
-            _mm256_xor_si256(_mm256_add_epi32(apart, _mm256_set1_epi32(1)), sign), within);
-        pass |= uint32_t(~_mm256_movemask_ps(_mm256_castsi256_ps(far)) & 0xff) << (8 * h);
+        int passed;
+        if (half) {
+          const __m128i want_h = Avx2Out<Half>::from(lo, hi);
+          const __m128i have = _mm256_cvtps_ph(got, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+          const __m128i equal = _mm_cmpeq_epi16(want_h, have);
+          passed = _mm_movemask_epi8(_mm_packs_epi16(equal, _mm_setzero_si128())) & 0xff;
+          want[h] = _mm256_cvtepu16_epi32(want_h);
+        } else {
+          const __m256 want_f = Avx2Out<float>::from(lo, hi);
+          const __m256i apart = _mm256_sub_epi32(float_keys8(got), float_keys8(want_f));
+          // -1, 0 or 1 ulp: apart + 1 <= 2 as unsigned (biased by the sign bit for a signed
+          // test)
+          const __m256i far = _mm256_cmpgt_epi32(
+              _mm256_xor_si256(_mm256_add_epi32(apart, _mm256_set1_epi32(1)), sign), within);
+          passed = ~_mm256_movemask_ps(_mm256_castsi256_ps(far)) & 0xff;
+          want[h] = _mm256_castps_si256(want_f);
+        }
+        pass |= uint32_t(passed) << (8 * h);
       }
       const uint32_t missed = ~pass & 0xffffu;
       if (!missed) continue;
-      _mm256_store_ps(reinterpret_cast<float*>(want_bits), want[0]);
-      _mm256_store_ps(reinterpret_cast<float*>(want_bits + 8), want[1]);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(want_bits), want[0]);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(want_bits + 8), want[1]);
       usable = fixes.add(missed, v, want_bits);  // false: a second value of one column
     }
     fixes.store(fix, state, g, usable);
@@ -506,8 +519,8 @@ inline void pixel_form(const double* mean, const double* inv, int64_t n, bool ha
     split_range(groups, threads, t, g0, g1);
     if (current_level() == Level::avx512)
       pixel_form_groups_avx512(mean, inv, g0, g1, half, coef, fix, state);
-    else  // AVX2, float32 (see pixel_form_available)
-      pixel_form_groups_f32_avx2(mean, inv, g0, g1, coef, fix, state);
+    else  // AVX2 (see pixel_form_available)
+      pixel_form_groups_avx2(mean, inv, g0, g1, half, coef, fix, state);
   });
 #else
   (void)mean, (void)inv, (void)half, (void)coef, (void)fix, (void)requested_threads;
@@ -515,8 +528,8 @@ inline void pixel_form(const double* mean, const double* inv, int64_t n, bool ha
 #endif
 }
 
-// The channel kernels exist for AVX-512 and AVX2, the per-pixel form (pixel_form) for
-// AVX-512 and, into float32 only, AVX2; other levels keep the float64 kernels.
+// The channel kernels and the per-pixel form (pixel_form) exist for AVX-512 and AVX2; other
+// levels keep the float64 kernels.
 inline bool channel_kernels_available(Level level) {
 #if ZMFAST_X86_DISPATCH
   return level == Level::avx512 || level == Level::avx2;
@@ -526,10 +539,10 @@ inline bool channel_kernels_available(Level level) {
 #endif
 }
 inline bool pixel_form_available(Level level, bool half) {
+  (void)half;  // both float32 and float16 at each level
 #if ZMFAST_X86_DISPATCH
-  return level == Level::avx512 || (level == Level::avx2 && !half);
+  return level == Level::avx512 || level == Level::avx2;
 #else
-  (void)half;
   (void)level;
   return false;
 #endif

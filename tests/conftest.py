@@ -64,7 +64,7 @@ def activate(name):
 
 @pytest.fixture(autouse=True, scope="session")
 def modest_streaming_threshold():
-    """Streaming stores from 8 MB of output (the default is twice the last-level cache), so
+    """Streaming stores from 8 MB of output (the default is the last-level cache), so
     that the tests' arrays of 8 to 20 MB take the streaming loops."""
     try:
         from zmfast import _core

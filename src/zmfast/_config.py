@@ -163,7 +163,7 @@ def show_config(file=None):
                   f"(best on this CPU: {core.best_simd_level()}; "
                   "ZMFAST_SIMD=baseline|avx2|avx512 caps it)",
                   f"streaming stores: out= arrays from {core.stream_bytes() / 2**20:g} MiB "
-                  "(twice the last-level cache)",
+                  "(the last-level cache)",
                   f"compiler: {core.compiler}",
                   f"flags: {core.cxx_flags.strip()}"]
     except ImportError:

@@ -204,11 +204,12 @@ def standardize(x, mean, std, *, out=None, dtype=np.float32, channels_first=Fals
     ``(C,)``, per pixel ``(H, W, C)``, ... ``channels_first=True`` writes the last axis of
     ``x`` at position -3 (NHWC in, NCHW out, as PyTorch expects). ``out`` is filled and
     returned. Nothing is written unless every argument is valid: ``std`` must be finite and
-    positive.
+    at least the smallest normal float64 (so that ``1 / std`` is finite).
 
     NumPy equivalent: ``((x - mean) / std).astype(dtype)`` (then ``.transpose(0, 3, 1, 2)``).
     float32 results are within an ulp of it, float16 results equal to it (uint8 input on
-    AVX-512 may take a float32 form checked on all 256 input values: README, Numerics).
+    AVX-512 or AVX2 may take a float32 form checked on all 256 input values: README,
+    Numerics).
 
     >>> import numpy as np, zmfast as zm
     >>> x = np.zeros((2, 4, 4, 3), dtype=np.uint8)
