@@ -784,17 +784,23 @@ void affine(const char* x, const double* mean, const double* inv, char* out, con
             O* orow = reinterpret_cast<O*>(out + r * out_row + c0 * os);
             const int rows_here = int(std::min<int64_t>(kRowGroup, r1 - r));
             if (level == Level::avx2) {
-              // The form a row at a time: each row's block is then stored as one linear
-              // stream, where four rows side by side wrote four (imagenet per pixel on the
-              // AVX2 Zen 3: float32 11 against 14 ms, float16 12.5 against 19 ms, whose
-              // 16 values a row are half a line). Its coefficients come from L2 either way.
-              if (form)
+              // Streamed float32 takes the form a row at a time, each row's block one linear
+              // stream; four rows sharing each load of the coefficients wrote four. Measured
+              // on the AVX2 Zen 3 in alternating rounds of one process (2 threads), one row
+              // over four rows took 0.78-0.95x the time there (imagenet and cifar per pixel
+              // into out=), but 1.29x in streamed float16 (16 values, half a line, a row
+              // step) and 1.14x into a fresh array (normal stores): those keep four rows.
+              if (form && block_stream && std::is_same<O, float>::value)
                 for (int q = 0; q < rows_here; ++q)
                   affine_u8_rows_form_avx2<O>(xr + q * x_row, x_row, block_mean, block_inv,
                                               block_form, block_head,
                                               orow + q * (out_row / int64_t(sizeof(O))),
                                               out_row / int64_t(sizeof(O)), 1, len,
                                               block_stream);
+              else if (form)
+                affine_u8_rows_form_avx2<O>(xr, x_row, block_mean, block_inv, block_form,
+                                            block_head, orow, out_row / int64_t(sizeof(O)),
+                                            rows_here, len, block_stream);
               else
                 affine_u8_rows_avx2<O>(xr, x_row, block_mean, block_inv, orow,
                                        out_row / int64_t(sizeof(O)), rows_here, len,
