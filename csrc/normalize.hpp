@@ -784,27 +784,28 @@ void affine(const char* x, const double* mean, const double* inv, char* out, con
             O* orow = reinterpret_cast<O*>(out + r * out_row + c0 * os);
             const int rows_here = int(std::min<int64_t>(kRowGroup, r1 - r));
             if (level == Level::avx2) {
-              // Streamed float32 takes the form a row at a time, each row's block one linear
-              // stream; four rows sharing each load of the coefficients wrote four. Measured
-              // on the AVX2 Zen 3 in alternating rounds of one process (2 threads), one row
-              // over four rows took 0.78-0.95x the time there (imagenet and cifar per pixel
-              // into out=), but 1.29x in streamed float16 (16 values, half a line, a row
-              // step) and 1.14x into a fresh array (normal stores): those keep four rows.
-              if (form && block_stream && std::is_same<O, float>::value)
+              // Measured on the AVX2 Zen 3 in alternating rounds of one process (2 threads,
+              // imagenet per pixel into out=): streamed float32 is fastest a row at a time,
+              // each row's block one linear stream (0.78-0.95x the time of four rows sharing
+              // each load of the coefficients). float16 is fastest with four rows and normal
+              // stores: 11.0 ms, against 13.4-14.4 streamed a row at a time and 25.9 streamed
+              // four rows at a time (16 values, half a line, a row step). Fresh arrays (normal
+              // stores) keep four rows (one row took 1.14x).
+              const bool rows_stream = block_stream && std::is_same<O, float>::value;
+              if (form && rows_stream)
                 for (int q = 0; q < rows_here; ++q)
                   affine_u8_rows_form_avx2<O>(xr + q * x_row, x_row, block_mean, block_inv,
                                               block_form, block_head,
                                               orow + q * (out_row / int64_t(sizeof(O))),
-                                              out_row / int64_t(sizeof(O)), 1, len,
-                                              block_stream);
+                                              out_row / int64_t(sizeof(O)), 1, len, true);
               else if (form)
                 affine_u8_rows_form_avx2<O>(xr, x_row, block_mean, block_inv, block_form,
                                             block_head, orow, out_row / int64_t(sizeof(O)),
-                                            rows_here, len, block_stream);
+                                            rows_here, len, rows_stream);
               else
                 affine_u8_rows_avx2<O>(xr, x_row, block_mean, block_inv, orow,
                                        out_row / int64_t(sizeof(O)), rows_here, len,
-                                       block_stream);
+                                       rows_stream);
               continue;
             }
             if (form)
