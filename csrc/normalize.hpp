@@ -337,17 +337,17 @@ ZM_TARGET_AVX512 void affine_u8_rows_form_avx512(const uint8_t* x, int64_t x_row
   rows_tail16<O>(x, x_row, mean, inv, out, out_row, rows, n, i);
 }
 
-// float64 -> float32 rounded to odd (truncated, the last bit set where inexact), so that
-// F16C's round-to-nearest-even into half gives the bits of rounding the float64 to half
-// directly (as half8_avx512). AVX2 has no per-instruction rounding mode: the nearest float32
-// is stepped one ulp toward zero where it rounded away from zero. An overflow to inf steps to
-// FLT_MAX, still beyond half's range; NaN stays NaN.
 // The low halves of four 64-bit lane masks, as four 32-bit lanes.
 ZM_TARGET_AVX2 ZM_INLINE __m128i narrow_mask_avx2(__m256d mask) {
   const __m128 lo = _mm_castpd_ps(_mm256_castpd256_pd128(mask));
   const __m128 hi = _mm_castpd_ps(_mm256_extractf128_pd(mask, 1));
   return _mm_castps_si128(_mm_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)));
 }
+// float64 -> float32 rounded to odd (truncated, the last bit set where inexact), so that
+// F16C's round-to-nearest-even into half gives the bits of rounding the float64 to half
+// directly (as half8_avx512). AVX2 has no per-instruction rounding mode: the nearest float32
+// is stepped one ulp toward zero where it rounded away from zero. An overflow to inf steps to
+// FLT_MAX, still beyond half's range; NaN stays NaN.
 ZM_TARGET_AVX2 ZM_INLINE __m128 round_to_odd_ps_avx2(__m256d d) {
   const __m128 nearest = _mm256_cvtpd_ps(d);
   const __m256d back = _mm256_cvtps_pd(nearest), magnitude = _mm256_set1_pd(-0.0);
@@ -442,10 +442,6 @@ ZM_TARGET_AVX2 ZM_INLINE typename Avx2Out<O>::Vector affine8_avx2(__m128i bytes,
   const __m256d hi =
       _mm256_mul_pd(_mm256_sub_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(w, 1)), m_hi), s_hi);
   return Avx2Out<O>::from(lo, hi);
-}
-
-ZM_TARGET_AVX2 ZM_INLINE void store8_f32(float* o, __m256 f, bool stream) {
-  Avx2Out<float>::store(o, f, stream);
 }
 
 template <class O>
@@ -792,20 +788,18 @@ void affine(const char* x, const double* mean, const double* inv, char* out, con
               // four rows at a time (16 values, half a line, a row step). Fresh arrays (normal
               // stores) keep four rows (one row took 1.14x).
               const bool rows_stream = block_stream && std::is_same<O, float>::value;
-              if (form && rows_stream)
-                for (int q = 0; q < rows_here; ++q)
+              const int rows_a_call = form && rows_stream ? 1 : rows_here;
+              const int64_t out_step = out_row / int64_t(sizeof(O));
+              for (int q = 0; q < rows_here; q += rows_a_call) {
+                if (form)
                   affine_u8_rows_form_avx2<O>(xr + q * x_row, x_row, block_mean, block_inv,
-                                              block_form, block_head,
-                                              orow + q * (out_row / int64_t(sizeof(O))),
-                                              out_row / int64_t(sizeof(O)), 1, len, true);
-              else if (form)
-                affine_u8_rows_form_avx2<O>(xr, x_row, block_mean, block_inv, block_form,
-                                            block_head, orow, out_row / int64_t(sizeof(O)),
-                                            rows_here, len, rows_stream);
-              else
-                affine_u8_rows_avx2<O>(xr, x_row, block_mean, block_inv, orow,
-                                       out_row / int64_t(sizeof(O)), rows_here, len,
-                                       rows_stream);
+                                              block_form, block_head, orow + q * out_step,
+                                              out_step, rows_a_call, len, rows_stream);
+                else
+                  affine_u8_rows_avx2<O>(xr + q * x_row, x_row, block_mean, block_inv,
+                                         orow + q * out_step, out_step, rows_a_call, len,
+                                         rows_stream);
+              }
               continue;
             }
             if (form)
