@@ -381,6 +381,24 @@ def test_minmax_images(backend, axis, dtype):
         np.testing.assert_allclose(y[:, 1, 1, :], low, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("norm", ["l1", "l2"])
+def test_normalize_finite_data_whose_sums_overflow(backend, norm):
+    """Squares (or sums) past float64's range, even norms past it (L1 of [1e308, 1e308]):
+    the unit vectors of the values scaled by their largest magnitude; no warning, and NaN or
+    inf data still raise."""
+    x = np.array([[1e200, -1e200, 3e199], [1e308, 1e308, 0.0], [1.0, 2.0, 2.0]])
+    scaled = x / np.abs(x).max(axis=1, keepdims=True)
+    norms = (np.abs(scaled).sum(1, keepdims=True) if norm == "l1"
+             else np.sqrt((scaled * scaled).sum(1, keepdims=True)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = zm.normalize(x, norm, dtype=np.float64)
+    np.testing.assert_allclose(got, scaled / norms, rtol=1e-14)
+    np.testing.assert_allclose(got[1, :2], 0.5 if norm == "l1" else np.sqrt(0.5), rtol=1e-15)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        zm.normalize(np.array([[1.0, np.inf]]), norm)
+
+
 @pytest.mark.parametrize("norm", ["l1", "l2", "max"])
 @pytest.mark.parametrize("axis", [-1, (1, 2, 3), (1, 2), 0], ids=str)
 def test_normalize_images(backend, norm, axis):

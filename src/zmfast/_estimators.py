@@ -587,6 +587,17 @@ class MinMaxScaler(_Estimator):
                              dtype=np.float64)
 
 
+def _scaled(x, norm, axes):
+    """For finite ``x`` whose squares or sums along ``axes`` pass float64's range: ``x`` over
+    each vector's largest magnitude (the same unit vectors) and its L1 or L2 norms, kept as
+    length 1. The norm itself may pass the range (L1 of [1e308, 1e308])."""
+    peak = np.max(np.abs(x.astype(np.float64)), axis=axes, keepdims=True)
+    scaled = x / np.where(peak == 0, 1.0, peak)
+    if norm == "l1":
+        return scaled, np.sum(np.abs(scaled), axis=axes, keepdims=True)
+    return scaled, np.sqrt(np.sum(scaled * scaled, axis=axes, keepdims=True))
+
+
 def normalize(x, norm="l2", axis=-1, *, out=None, dtype=np.float32):
     """Scale vectors along ``axis`` to unit L1, L2 or max norm, as
     :func:`sklearn.preprocessing.normalize` (rows of 2-D data by default); zero vectors stay
@@ -600,22 +611,26 @@ def normalize(x, norm="l2", axis=-1, *, out=None, dtype=np.float32):
     x = real_array(x, "x")
     axes = normalize_axes(axis, x.ndim)
     if norm == "l2":
-        m = moments(x, axis=axes)
-        norms = np.sqrt(m.m2 + m.count * m.mean * m.mean)  # sum of squares, no cancellation
+        with np.errstate(over="ignore", invalid="ignore"):  # overflows: _scaled_norms below
+            m = moments(x, axis=axes)
+            norms = np.sqrt(m.m2 + m.count * m.mean * m.mean)  # sum of squares, no cancellation
     elif norm == "l1":
         if x.dtype.kind == "u":
             norms = moments(x, axis=axes).mean * math.prod(x.shape[a] for a in axes)
         else:  # |x| in float64: abs(-128) overflows int8
-            norms = np.sum(np.abs(x, dtype=np.float64), axis=axes)
+            with np.errstate(over="ignore"):
+                norms = np.sum(np.abs(x, dtype=np.float64), axis=axes)
     elif norm == "max":
         # max(|min|, |max|) in float64, without an |x| temporary.
         norms = np.maximum(np.abs(np.min(x, axis=axes).astype(np.float64)),
                            np.abs(np.max(x, axis=axes).astype(np.float64)))
     else:
         raise ValueError(f"norm must be 'l1', 'l2' or 'max', got {norm!r}")
-    norms = np.asarray(norms, dtype=np.float64)
     keep = tuple(1 if ax in axes else n for ax, n in enumerate(x.shape))
-    norms = np.where(norms == 0, 1.0, norms).reshape(keep)
+    norms = np.asarray(norms, dtype=np.float64).reshape(keep)
     if not np.all(np.isfinite(norms)):
-        raise ValueError("x has NaN or infinite values; its norms are not finite")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("x has NaN or infinite values; its norms are not finite")
+        x, norms = _scaled(x, norm, axes)  # finite data whose sums overflow float64
+    norms = np.where(norms == 0, 1.0, norms)
     return run_affine(x, np.zeros_like(norms), norms, out, output_dtype(dtype), "same")
