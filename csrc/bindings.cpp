@@ -234,8 +234,8 @@ class ColumnSums {
       samples_.mutable_data()[0] += a.shape(0);
       return true;
     }
-    // uint8 rows go to the pending 32-bit sums where the AVX-512 kernel allows, sparing each
-    // small batch the int64 flush; anything else adds to the int64 totals directly.
+    // uint8 rows go to the pending 32-bit sums where the AVX-512 or AVX2 kernel allows,
+    // sparing each small batch the int64 flush; anything else adds to the int64 totals.
     const bool to_pending = type == 'B' && tail == 0 && rows <= zm::kPendingRows;
     const bool vnni = zm::use_vnni() && zm::vnni_suits(rows, lanes_);
     if (to_pending && (pending_rows_ + rows > zm::kPendingRows || vnni != pending_vnni_))

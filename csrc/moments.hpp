@@ -1302,9 +1302,12 @@ inline __m256i (*u8_avx2_tile_sums())[8] {
   return reinterpret_cast<__m256i(*)[8]>(at);
 }
 
-ZM_TARGET_AVX2 void column_sums_u8_avx2(const void* data, int64_t row_stride, int64_t rows,
-                                        int64_t lanes, int64_t* s1_out, int64_t* s2_out) {
-  const auto* x = static_cast<const uint8_t*>(data);
+// With `pending`, each block's sums go into the pending 32-bit sums instead of the int64
+// totals, in the order of the AVX-512 kernel (lane 4j + m in dword j of row m: a chunk of 32
+// lanes is half of a 64-lane PendingChunk); `lanes` must then be a multiple of 32.
+ZM_TARGET_AVX2 void column_sums_u8_avx2_to(const uint8_t* x, int64_t row_stride, int64_t rows,
+                                           int64_t lanes, int64_t* s1_out, int64_t* s2_out,
+                                           PendingChunk* pending) {
   const int64_t whole = lanes / 32 * 32;
   if (whole < lanes)
     column_sums_impl<uint8_t>(x + whole, row_stride, rows, lanes - whole, s1_out + whole,
@@ -1354,6 +1357,22 @@ ZM_TARGET_AVX2 void column_sums_u8_avx2(const void* data, int64_t row_stride, in
           sums[c][4] = q0, sums[c][5] = q1, sums[c][6] = q2, sums[c][7] = q3;
         }
       }
+      if (pending) {  // once per block: vector adds into the pending sums
+        const __m256i low_words = _mm256_set1_epi32(0xffff);
+        for (int64_t c = 0; c < chunks; ++c) {
+          PendingChunk& chunk = pending[(k0 + 32 * c) / 64];
+          const int64_t half = (k0 + 32 * c) / 32 % 2;
+          for (int m = 0; m < 4; ++m) {
+            const __m256i pairs = sums[c][m];
+            auto* s1 = reinterpret_cast<__m256i*>(&chunk.s1[m][8 * half]);
+            auto* s2 = reinterpret_cast<__m256i*>(&chunk.s2[m][8 * half]);
+            _mm256_store_si256(s1, _mm256_add_epi32(_mm256_load_si256(s1), _mm256_add_epi32(
+                _mm256_and_si256(pairs, low_words), _mm256_srli_epi32(pairs, 16))));
+            _mm256_store_si256(s2, _mm256_add_epi32(_mm256_load_si256(s2), sums[c][4 + m]));
+          }
+        }
+        continue;
+      }
       for (int64_t c = 0; c < chunks; ++c) {  // once per block: plain stores and adds
         alignas(32) uint32_t pairs[4][8], squares[4][8];
         for (int m = 0; m < 4; ++m) {
@@ -1370,6 +1389,11 @@ ZM_TARGET_AVX2 void column_sums_u8_avx2(const void* data, int64_t row_stride, in
       }
     }
   }
+}
+ZM_TARGET_AVX2 void column_sums_u8_avx2(const void* data, int64_t row_stride, int64_t rows,
+                                        int64_t lanes, int64_t* s1_out, int64_t* s2_out) {
+  column_sums_u8_avx2_to(static_cast<const uint8_t*>(data), row_stride, rows, lanes, s1_out,
+                         s2_out, nullptr);
 }
 #endif
 
@@ -1435,17 +1459,21 @@ void add_column_sums(const T* x, int64_t rows, int64_t lanes, int64_t* s1, int64
   }
 }
 
-// Streams of small uint8 batches (StandardScaler.partial_fit): the AVX-512 kernel adds C-contiguous
-// (rows, lanes) batches into `pending` (one PendingChunk per 64 lanes) instead of the int64
-// totals, split by lanes across threads. Returns false, doing nothing, where that path does
-// not apply (another SIMD level, or rows too narrow to split by lanes); the caller bounds the
-// pending rows by kPendingRows and calls flush_pending.
-// The two kernels keep pending sums in their own lane orders: `vnni` says which one adds
-// (the caller flushes before switching, and asks for VNNI where vnni_suits).
+// Streams of small uint8 batches (StandardScaler.partial_fit): the AVX-512 or AVX2 kernel
+// adds C-contiguous (rows, lanes) batches into `pending` (one PendingChunk per 64 lanes)
+// instead of the int64 totals, split by lanes across threads. Returns false, doing nothing,
+// where that path does not apply (the baseline level, AVX2 rows of lanes not a multiple of
+// 32, or rows too narrow to split by lanes); the caller bounds the pending rows by
+// kPendingRows and calls flush_pending.
+// The VNNI kernel keeps pending sums in its own lane order: `vnni` says which one adds (the
+// caller flushes before switching, and asks for VNNI where vnni_suits).
 inline bool add_column_sums_pending(const uint8_t* x, int64_t rows, int64_t lanes,
                                     PendingChunk* pending, int requested_threads, bool vnni) {
 #if ZMFAST_X86_DISPATCH
-  if (current_level() != Level::avx512) return false;
+  const Level level = current_level();
+  // AVX2: its kernel's order is the non-VNNI one, in chunks of 32 lanes.
+  const bool avx2 = level == Level::avx2 && !vnni && lanes % 32 == 0;
+  if (level != Level::avx512 && !avx2) return false;
   if (rows == 0) return true;
   const int threads = threads_for(requested_threads, rows * lanes);
   const int64_t lines = (lanes + 63) / 64;
@@ -1455,7 +1483,9 @@ inline bool add_column_sums_pending(const uint8_t* x, int64_t rows, int64_t lane
     split_range(lines, threads, t, l0, l1);
     const int64_t k0 = l0 * 64, k1 = std::min(lanes, l1 * 64);
     if (k0 >= k1) return;
-    U8Sums* const sums = vnni ? column_sums_u8_vnni : column_sums_u8_avx512;
+    U8Sums* const sums = avx2   ? column_sums_u8_avx2_to
+                         : vnni ? column_sums_u8_vnni
+                                : column_sums_u8_avx512;
     sums(x + k0, lanes, rows, k1 - k0, nullptr, nullptr, pending + l0);
   });
   return true;
