@@ -230,8 +230,7 @@ ZM_INLINE void column_moments_impl(const char* base, const Space& rows, int64_t 
         }
       }
       for (int64_t k = 0; k < kn; ++k) {
-        double mean, m2;
-        double lo;
+        double mean, m2, lo;
         block_moments<T>(bn, s1[k], s2[k], shift[k], mean, m2, lo);
         chan_merge(done, out[k0 + k], bn, mean, m2, lo);
       }

@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from zmfast._normalize import check_stats, destandardize, run_affine, standardize
+from zmfast._normalize import check_stats, destandardize, run_affine, standardize, usable_std
 from zmfast._stats import Moments, RunningSums, moments
 from zmfast._validate import normalize_axes, output_dtype, real_array
 
@@ -448,14 +448,10 @@ def _range_transform(x, data_min, data_max, feature_range, out, dtype):
         scale = (high - low) / np.where(data_range == 0, 1.0, data_range)
         # (x - m) * scale + low == (x - (m - low / scale)) * scale: the standardize kernel.
         shift, inverse = data_min - low / scale, 1.0 / scale
-    if not (np.isfinite(shift).all() and np.all((inverse >= _FLOAT64.smallest_normal)
-                                                & (inverse <= _FLOAT64.max))):
+    if not (np.isfinite(shift).all() and np.all(usable_std(inverse))):
         raise ValueError("the data range (max - min) or the scale (high - low) / range "
                          "overflows float64 (or is subnormal); rescale x first")
     return run_affine(x, shift, inverse, out, output_dtype(dtype), "same")
-
-
-_FLOAT64 = np.finfo(np.float64)
 
 
 def _check_range(feature_range):

@@ -6,6 +6,14 @@ from zmfast import _config, _plan
 from zmfast._validate import check_out, is_fast, output_dtype, real_array
 
 _SMALLEST_STD = np.finfo(np.float64).smallest_normal
+
+
+def usable_std(std):
+    """Where ``std`` can divide in the kernels, which multiply by ``1 / std``: finite and at
+    least the smallest normal float64 (1 / std of a subnormal overflows, and x == mean would
+    then give 0 * inf = NaN where (x - mean) / std is 0)."""
+    return np.isfinite(std) & (std >= _SMALLEST_STD)
+
 INVERSE_DTYPES = frozenset(np.dtype(t) for t in (np.uint8, np.uint16, np.float16, np.float32,
                                                   np.float64))
 
@@ -75,14 +83,10 @@ def _check_stats(x_shape, mean, std):
                          f"trailing axes of x of shape {tuple(x_shape)}")
     if not np.all(np.isfinite(mean)):
         raise ValueError("mean must be finite (it has a NaN or infinite entry)")
-    if not np.all(np.isfinite(std) & (std > 0)):
-        raise ValueError("std must be finite and > 0 (it has a zero, negative, NaN or "
-                         "infinite entry)")
-    if not np.all(std >= _SMALLEST_STD):
-        # The kernels multiply by 1 / std, which overflows for subnormal std: x == mean would
-        # give 0 * inf = NaN where (x - mean) / std is 0.
-        raise ValueError(f"std must be at least {_SMALLEST_STD:.4g} (the smallest normal "
-                         "float64), so that 1 / std is finite; it has a subnormal entry")
+    if not np.all(usable_std(std)):
+        raise ValueError(f"std must be finite and > 0, at least {_SMALLEST_STD:.4g} (the "
+                         "smallest normal float64); it has a zero, negative, subnormal, NaN or "
+                         "infinite entry")
     return mean, std
 
 
@@ -260,7 +264,7 @@ def destandardize(y, mean, std, *, out=None, channels_first=False, dtype=np.uint
     # y * std + mean == (y - (-mean / std)) / (1 / std): the same kernel as standardize.
     with np.errstate(over="ignore"):
         shift, scale = -mean / std, 1.0 / std
-    if np.isfinite(shift).all() and np.all(scale >= _SMALLEST_STD):
+    if np.isfinite(shift).all() and np.all(usable_std(scale)):
         return run_affine(y, shift, scale, out, dtype, layout)
     # A mean far larger than std (|mean / std| past float64's range): y * std + mean itself,
     # in float64 (no fused pass), then the kernels' rounding and clamping.
