@@ -1734,6 +1734,119 @@ ZM_TARGET_AVX2 void run_sums_u8_avx2(const uint8_t* x, int64_t run, int64_t stri
   sums[0] += lanes1[0] + lanes1[1] + lanes1[2] + lanes1[3] + tail1;
   sums[1] += lanes2[0] + lanes2[1] + lanes2[2] + lanes2[3] + tail2;
 }
+
+// One 32-byte step of run_sums_u8_avx2 into S1 (64-bit lanes) and the squares q (32-bit
+// lanes, at most 4 * 255^2 a step: the caller widens them before 16,384 steps).
+ZM_TARGET_AVX2 ZM_INLINE void add_step_u8_avx2(__m256i& s1, __m256i& q, __m256i v) {
+  const __m256i zero = _mm256_setzero_si256();
+  s1 = _mm256_add_epi64(s1, _mm256_sad_epu8(v, zero));
+  const __m256i lo = _mm256_unpacklo_epi8(v, zero), hi = _mm256_unpackhi_epi8(v, zero);
+  q = _mm256_add_epi32(q, _mm256_add_epi32(_mm256_madd_epi16(lo, lo), _mm256_madd_epi16(hi, hi)));
+}
+
+// The most whole 32-byte steps a plane may have for cyclic_plane_sums_u8_avx2: a pair of
+// planes (two streams) adds 2 * steps to its squares' lanes between folds.
+constexpr int64_t kAvx2CyclicMaxSteps = 8192;
+
+// cyclic_plane_sums_u8_vnni at the AVX2 level: planes of a C-contiguous (images, C, run)
+// uint8 batch, plane i into channel i % C (sums[2c] S1, sums[2c + 1] S2), over planes
+// [first, first + planes). The whole images go as two streams (the two halves side by side),
+// each channel's S1 and squares in registers for both; the squares are widened every
+// 16,384 steps of a channel. The general row loop called run_sums_u8_avx2 per channel along
+// the images, 1 KB of every 3 KB: a prefetch miss at each plane (cifar NCHW per channel:
+// 3.5x of the read floor on one thread). The caller ensures run / 32 <= kAvx2CyclicMaxSteps.
+template <int C>
+ZM_TARGET_AVX2 void cyclic_plane_sums_u8_avx2(const uint8_t* x, int64_t run, int64_t first,
+                                              int64_t planes, int64_t* sums) {
+  constexpr int64_t kFoldSteps = 16384;  // 16,384 * 4 * 255^2 < 2^32: unsigned 32-bit lanes
+  const int64_t whole = run / 32, tail_from = whole * 32;
+  int64_t i = first;
+  const int64_t end = first + planes;
+  for (; i < end && i % C != 0; ++i)  // the planes before the first whole image
+    run_sums_u8_avx2(x + i * run, run, run, 1, sums + 2 * (i % C));
+  const int64_t images = (end - i) / C, half = images / 2;
+  const int64_t per_fold = std::max<int64_t>(1, kFoldSteps / std::max<int64_t>(1, 2 * whole));
+  const uint8_t* const first_image = x + i * run;
+  const auto plane = [&](int64_t n, int c) { return first_image + (n * C + c) * run; };
+  const __m256i zero = _mm256_setzero_si256();
+  for (int64_t n0 = 0; n0 < half; n0 += per_fold) {
+    __m256i s1[C], q[C];
+    int64_t tail1[C] = {}, tail2[C] = {};
+    for (int c = 0; c < C; ++c) s1[c] = q[c] = zero;
+    const int64_t n1 = std::min(half, n0 + per_fold);
+    for (int64_t n = n0; n < n1; ++n) {
+      for (int c = 0; c < C; ++c) {  // unrolled: the lanes stay in registers
+        const uint8_t* const p = plane(n, c);
+        const uint8_t* const r = plane(half + n, c);
+        for (int64_t k = 0; k < tail_from; k += 32) {
+          add_step_u8_avx2(s1[c], q[c], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + k)));
+          add_step_u8_avx2(s1[c], q[c], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r + k)));
+        }
+        for (int64_t k = tail_from; k < run; ++k) {
+          const int64_t a = p[k], b = r[k];
+          tail1[c] += a + b, tail2[c] += a * a + b * b;
+        }
+      }
+    }
+    for (int c = 0; c < C; ++c) {
+      const __m256i wide = _mm256_add_epi64(_mm256_unpacklo_epi32(q[c], zero),
+                                            _mm256_unpackhi_epi32(q[c], zero));
+      alignas(32) int64_t lanes1[4], lanes2[4];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes1), s1[c]);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes2), wide);
+      sums[2 * c] += lanes1[0] + lanes1[1] + lanes1[2] + lanes1[3] + tail1[c];
+      sums[2 * c + 1] += lanes2[0] + lanes2[1] + lanes2[2] + lanes2[3] + tail2[c];
+    }
+  }
+  for (i += 2 * half * C; i < end; ++i)  // an odd last image, a partial one
+    run_sums_u8_avx2(x + i * run, run, run, 1, sums + 2 * (i % C));
+}
+
+// The four 64-bit lanes of S1, and the eight unsigned 32-bit lanes of the squares, summed.
+ZM_TARGET_AVX2 ZM_INLINE int64_t sum_lanes_64_avx2(__m256i v) {
+  const __m128i s = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  return _mm_cvtsi128_si64(s) + _mm_extract_epi64(s, 1);
+}
+ZM_TARGET_AVX2 ZM_INLINE int64_t sum_square_lanes_avx2(__m256i q) {
+  const __m256i zero = _mm256_setzero_si256();
+  return sum_lanes_64_avx2(
+      _mm256_add_epi64(_mm256_unpacklo_epi32(q, zero), _mm256_unpackhi_epi32(q, zero)));
+}
+
+// back_to_back_run_sums_u8_vnni at the AVX2 level: outputs that are each one contiguous run
+// of `run` uint8 values, back to back (per image), s1[o] = S1 and s2[o] = S2 of outputs
+// [first, first + outputs), the two halves read side by side as two streams. A run of at most
+// kRunSums32Max bytes keeps its squares' 32-bit lanes below 2^32 (2,048 steps). The general
+// row loop's call per output, with its fold, had cost cifar per image 1.3x of the read
+// floor on one thread.
+ZM_TARGET_AVX2 void back_to_back_run_sums_u8_avx2(const uint8_t* x, int64_t run, int64_t first,
+                                                  int64_t outputs, int64_t* s1_out,
+                                                  int64_t* s2_out) {
+  const int64_t tail_from = run / 32 * 32, half = outputs / 2;
+  const __m256i zero = _mm256_setzero_si256();
+  for (int64_t n = 0; n < half + outputs % 2; ++n) {
+    const bool pair = n < half;  // else the odd last output, alone
+    const int64_t o[2] = {first + n, first + half + n};
+    // The odd last output alone goes as both streams, the second's sums unused.
+    const uint8_t* const p = x + (pair ? o[0] : first + outputs - 1) * run;
+    const uint8_t* const r = pair ? x + o[1] * run : p;
+    __m256i s1[2] = {zero, zero}, q[2] = {zero, zero};
+    for (int64_t k = 0; k < tail_from; k += 32) {
+      add_step_u8_avx2(s1[0], q[0], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + k)));
+      add_step_u8_avx2(s1[1], q[1], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r + k)));
+    }
+    const uint8_t* const runs[2] = {p, r};
+    for (int u = 0; u < (pair ? 2 : 1); ++u) {
+      int64_t total1 = sum_lanes_64_avx2(s1[u]), total2 = sum_square_lanes_avx2(q[u]);
+      for (int64_t k = tail_from; k < run; ++k) {
+        const int64_t v = runs[u][k];
+        total1 += v, total2 += v * v;
+      }
+      const int64_t at = pair ? o[u] : first + outputs - 1;
+      s1_out[at] = total1, s2_out[at] = total2;
+    }
+  }
+}
 #endif
 
 // Row reductions of uint8 whose innermost reduced run is contiguous and at least a step long
@@ -1751,7 +1864,7 @@ bool exact_row_moments(const char* base, const Space& kept, const Space& rows, i
 #if ZMFAST_X86_DISPATCH
   if constexpr (std::is_same<T, uint8_t>::value) {
     const int64_t outputs = kept.size(), per_output = rows.size(), count = per_output * run;
-    // VNNI, or AVX2 through run_sums_u8_avx2 in the general loop below.
+    // VNNI, or AVX2 (cyclic_plane_sums_u8_avx2, or run_sums_u8_avx2 in the general loop).
     const bool vnni = use_vnni();
     if (run_stride != 1 || run < kExactRunMin || count > exact_rows_limit<T>() ||
         !(vnni || current_level() == Level::avx2))
@@ -1762,9 +1875,9 @@ bool exact_row_moments(const char* base, const Space& kept, const Space& rows, i
     StoreExactArgs* const store_exact = store_exact_for<kWantM2>(current_level());
     // Per-channel statistics of a contiguous NCHW batch (C = 2..4): one linear pass.
     const int64_t run_steps = (run + 63) / 64;
-    if (vnni && kept.nd == 1 && rows.nd == 1 && outputs >= 2 && outputs <= 4 &&
+    if (kept.nd == 1 && rows.nd == 1 && outputs >= 2 && outputs <= 4 &&
         kept.stride[0][0] == run && rows.stride[0][0] == outputs * run &&
-        run_steps <= kChannelFlushSteps) {
+        (vnni ? run_steps <= kChannelFlushSteps : run / 32 <= kAvx2CyclicMaxSteps)) {
       const int64_t planes = outputs * per_output;
       std::vector<int64_t> partial(size_t(8 * threads), 0);  // per thread: S1, S2 of 4 outputs
       parallel_tasks(threads, threads, [&](int64_t t) {
@@ -1772,14 +1885,20 @@ bool exact_row_moments(const char* base, const Space& kept, const Space& rows, i
         split_range(planes, threads, t, i0, i1);
         const uint8_t* const x = reinterpret_cast<const uint8_t*>(base);
         int64_t* const own = partial.data() + 8 * t;
-        if (outputs == 2) cyclic_plane_sums_u8_vnni<2>(x, run, i0, i1 - i0, own);
-        if (outputs == 3) cyclic_plane_sums_u8_vnni<3>(x, run, i0, i1 - i0, own);
-        if (outputs == 4) cyclic_plane_sums_u8_vnni<4>(x, run, i0, i1 - i0, own);
+        if (vnni) {
+          if (outputs == 2) cyclic_plane_sums_u8_vnni<2>(x, run, i0, i1 - i0, own);
+          if (outputs == 3) cyclic_plane_sums_u8_vnni<3>(x, run, i0, i1 - i0, own);
+          if (outputs == 4) cyclic_plane_sums_u8_vnni<4>(x, run, i0, i1 - i0, own);
+        } else {
+          if (outputs == 2) cyclic_plane_sums_u8_avx2<2>(x, run, i0, i1 - i0, own);
+          if (outputs == 3) cyclic_plane_sums_u8_avx2<3>(x, run, i0, i1 - i0, own);
+          if (outputs == 4) cyclic_plane_sums_u8_avx2<4>(x, run, i0, i1 - i0, own);
+        }
       });
       for (int t = 0; t < threads; ++t)
         for (int64_t c = 0; c < outputs; ++c)
           s1[c] += partial[size_t(8 * t + 2 * c)], s2[c] += partial[size_t(8 * t + 2 * c + 1)];
-    } else if (vnni && kept.nd == 1 && per_output == 1 && kept.stride[0][0] == run &&
+    } else if (kept.nd == 1 && per_output == 1 && kept.stride[0][0] == run &&
                run <= kRunSums32Max) {
       // Per image: one run an output, back to back. Each thread also turns its outputs' sums
       // into moments, in one vectorised store_exact call: a call per output had cost
@@ -1789,8 +1908,11 @@ bool exact_row_moments(const char* base, const Space& kept, const Space& rows, i
         int64_t o0, o1;
         split_range(outputs, threads, t, o0, o1);
         if (o0 >= o1) return;
-        back_to_back_run_sums_u8_vnni(reinterpret_cast<const uint8_t*>(base), run, o0, o1 - o0,
-                                      s1, s2);
+        const uint8_t* const x = reinterpret_cast<const uint8_t*>(base);
+        if (vnni)
+          back_to_back_run_sums_u8_vnni(x, run, o0, o1 - o0, s1, s2);
+        else
+          back_to_back_run_sums_u8_avx2(x, run, o0, o1 - o0, s1, s2);
         store_exact(count, s1 + o0, s2 + o0, o1 - o0, mean_out + o0 * out_stride,
                     kWantM2 ? m2_out + o0 * out_stride : nullptr, out_stride);
       });
