@@ -342,7 +342,8 @@ def test_row_sums_fold_across_runs(simd_level, threads, shape):
     """Many short runs of one output share the 32-bit lanes until they must be folded:
     channel planes of hundreds of images of values near 255 (past the lanes' limit of
     16,384 steps) still sum exactly, and the NCHW planes kernel folds each of its two streams
-    every 256 images of 4 KB planes, then adds an odd last image and partial ones alone."""
+    every 256 images of 4 KB planes (AVX2: both streams every 64 pairs of images), then adds
+    an odd last image and partial ones alone."""
     x = np.random.default_rng(17).integers(254, 256, shape, dtype=np.uint8)
     before = zm.get_num_threads()
     zm.set_num_threads(threads)
