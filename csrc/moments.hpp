@@ -1865,9 +1865,10 @@ ZM_TARGET_AVX2 ZM_INLINE int64_t sum_square_lanes_avx2(__m256i q) {
 // back_to_back_run_sums_u8_vnni at the AVX2 level: outputs that are each one contiguous run
 // of `run` uint8 values, back to back (per image), s1[o] = S1 and s2[o] = S2 of outputs
 // [first, first + outputs), the two halves read side by side as two streams. A run of at most
-// kRunSums32Max bytes keeps its squares' 32-bit lanes below 2^32 (2,048 steps). The general
-// row loop's call per output, with its fold, had cost cifar per image 1.3x of the read
-// floor on one thread.
+// kAvx2RunSums32Max bytes keeps its squares' 32-bit lanes below 2^32. The general row loop's
+// call per output, with its fold, had cost cifar per image 1.3x of the read floor on one
+// thread.
+constexpr int64_t kAvx2RunSums32Max = 32 * 16384;  // 16,384 steps * 4 * 255^2 < 2^32
 ZM_TARGET_AVX2 void back_to_back_run_sums_u8_avx2(const uint8_t* x, int64_t run, int64_t first,
                                                   int64_t outputs, int64_t* s1_out,
                                                   int64_t* s2_out) {
@@ -1948,7 +1949,7 @@ bool exact_row_moments(const char* base, const Space& kept, const Space& rows, i
         for (int64_t c = 0; c < outputs; ++c)
           s1[c] += partial[size_t(8 * t + 2 * c)], s2[c] += partial[size_t(8 * t + 2 * c + 1)];
     } else if (kept.nd == 1 && per_output == 1 && kept.stride[0][0] == run &&
-               run <= kRunSums32Max) {
+               run <= (vnni ? kRunSums32Max : kAvx2RunSums32Max)) {
       // Per image: one run an output, back to back. Each thread also turns its outputs' sums
       // into moments, in one vectorised store_exact call: a call per output had cost
       // about as much as the sums for 1 KB runs.

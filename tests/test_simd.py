@@ -388,9 +388,10 @@ def test_row_sums_fold_within_a_run(simd_level, threads):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_row_sums_of_back_to_back_runs(simd_level, threads):
     """Outputs that are each one contiguous run (per image) are summed in 32 bits up to
-    65,536 bytes a run: runs of 254 and 255 at that limit and past it (then in int64), an odd
-    number of outputs, and short runs with a masked last step."""
-    near_top = [np.full((n, run), 255, dtype=np.uint8) for n, run in ((5, 65536), (3, 131072))]
+    65,536 bytes a run (AVX2: 524,288): runs of 254 and 255 at those limits and past them
+    (then in int64), an odd number of outputs, and short runs with a masked last step."""
+    near_top = [np.full((n, run), 255, dtype=np.uint8)
+                for n, run in ((5, 65536), (3, 131072), (3, 524288), (2, 600000))]
     for x in near_top:
         x[:, ::2] = 254  # a spread to measure, at nearly the largest T
     cases = near_top + [
