@@ -560,7 +560,7 @@ void affine_channels(const uint8_t* x, O* out, const Space& space, const Channel
   const int64_t total = space.size();
   if (nd == 0 || total == 0) return;
   const int threads = threads_for(requested_threads, total);
-  const bool stream = !fresh && total * int64_t(sizeof(O)) >= stream_bytes();
+  const bool stream = !fresh && streams_output(total, 1, sizeof(O));
   const bool avx512 = current_level() == Level::avx512;  // else AVX2 (the caller checked)
   const char* xb = reinterpret_cast<const char*>(x);
   char* ob = reinterpret_cast<char*>(out);

@@ -162,8 +162,8 @@ def show_config(file=None):
                   f"simd: {core.simd_level()}{_extensions(core)} "
                   f"(best on this CPU: {core.best_simd_level()}; "
                   "ZMFAST_SIMD=baseline|avx2|avx512 caps it)",
-                  f"streaming stores: out= arrays from {core.stream_bytes() / 2**20:g} MiB "
-                  "(the last-level cache)",
+                  "streaming stores: out= calls that read and write "
+                  f"{core.stream_bytes() / 2**20:g} MiB or more (the last-level cache)",
                   f"compiler: {core.compiler}",
                   f"flags: {core.cxx_flags.strip()}"]
     except ImportError:

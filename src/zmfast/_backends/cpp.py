@@ -107,7 +107,8 @@ def _affine_kernel(fresh):
             # Streaming stores need lines: then the groups start where out's rows reach one
             # (if they do). Normal stores take any address, and a head costs a step a row.
             head = 0
-            if not fresh and math.prod(extent) * out.itemsize >= _core.stream_bytes():
+            streams = math.prod(extent) * (x.itemsize + out.itemsize) >= _core.stream_bytes()
+            if not fresh and streams:  # as the kernel's streams_output decides
                 address = out.__array_interface__["data"][0] + out_offset
                 head = (-address % 64) // out.itemsize if address % out.itemsize == 0 else 0
             form = _pixel_form(mean, inv, out.dtype == np.float16, head)
