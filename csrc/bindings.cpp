@@ -597,10 +597,11 @@ PYBIND11_MODULE(_core, m) {
         py::arg("out_offset"), py::arg("out_strides"), py::arg("planar"), py::arg("fresh") = false,
         "out = fma(x - k, r, fma(x - k, r_low, b)) in float32 for uint8 x with per-channel statistics.");
   m.def("stream_bytes", []() { return zm::stream_bytes(); },
-        "Outputs passed as out= at least this large get streaming stores.");
+        "Calls into an out= array whose input and output bytes together reach this many "
+        "get streaming stores.");
   m.def("set_stream_bytes",
         [](int64_t bytes) { zm::stream_bytes_setting().store(bytes < 0 ? 0 : bytes); },
-        "Set the size from which outputs passed as out= get streaming stores.");
+        "Set the bytes (input and output together) from which calls into out= stream.");
   m.def("set_num_threads", [](int n) { g_threads.store(n < 1 ? 1 : n); });
   m.def("simd_level", []() { return std::string(zm::level_name(zm::current_level())); },
         "The SIMD level the kernels use now.");
