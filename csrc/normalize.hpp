@@ -83,12 +83,12 @@ template <class O> ZM_INLINE O from_double(double v) {
 // Outputs a caller passes bypass the cache with streaming stores once the call's input and
 // output together are at least stream_bytes() large (streams_output): they would not stay in
 // it anyway, and normal stores first read every destination line. The default is the
-// last-level cache's size. With a 32 MB L3 on a Zen 4,
-// a 16 MB output took 0.58 ms streamed against 0.18 ms with normal stores, 61 MB 2.27 against
-// 2.11 and 154 MB 5.71 against 6.17; on a Zen 3 with the same L3 streaming won from 2 MB up,
-// and cifar's 61 MB standardized per channel in 3.8 against 7.0 ms. So outputs past the cache
-// stream (2x the cache was the threshold before, which cost the Zen 3 1.8x for 7% on the
-// Zen 4). set_stream_bytes changes it (the tests lower it, so that modest arrays take the
+// last-level cache's size. With a 32 MB L3 on a Zen 4, a 16 MB output took 0.58 ms streamed
+// against 0.18 ms with normal stores, 61 MB 2.27 against 2.11 and 154 MB 5.71 against 6.17
+// (by the output's size alone, the rule then); on a Zen 3 with the same L3 streaming won from
+// 2 MB up, and cifar's 61 MB standardized per channel in 3.8 against 7.0 ms. So outputs past
+// the cache stream (2x the cache was the threshold before, which cost the Zen 3 1.8x for 7% on
+// the Zen 4). set_stream_bytes changes it (the tests lower it, so that modest arrays take the
 // streaming loops).
 inline int64_t default_stream_bytes() {
   int64_t last_level = int64_t(32) << 20;  // where the size is unknown
