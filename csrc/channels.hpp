@@ -211,28 +211,12 @@ ZM_TARGET_AVX512 void channels_planes_avx512(const uint8_t* x, O* out, int64_t p
 }
 
 // The same kernels with AVX2, FMA and F16C (CPUs without AVX-512): eight lanes a step.
-ZM_TARGET_AVX2 ZM_INLINE __m256 channel_step8(__m256i lanes, __m256 k, __m256 r, __m256 r_low,
-                                              __m256 b) {
-  const __m256 d = _mm256_sub_ps(_mm256_cvtepi32_ps(lanes), k);
-  return _mm256_fmadd_ps(d, r, _mm256_fmadd_ps(d, r_low, b));
-}
-
-template <class O>
-ZM_TARGET_AVX2 ZM_INLINE void store8(O* out, __m256 y, bool stream) {
-  if constexpr (std::is_same<O, float>::value) {
-    if (stream) _mm256_stream_ps(out, y); else _mm256_storeu_ps(out, y);
-  } else {
-    const __m128i h = _mm256_cvtps_ph(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    if (stream) _mm_stream_si128(reinterpret_cast<__m128i*>(out), h);
-    else _mm_storeu_si128(reinterpret_cast<__m128i*>(out), h);
-  }
-}
-
 ZM_TARGET_AVX2 ZM_INLINE __m256i widen8(__m128i bytes) { return _mm256_cvtepu8_epi32(bytes); }
 
 template <class O>
 ZM_TARGET_AVX2 void channels_run_avx2(const uint8_t* x, O* out, int64_t n, int first,
                                       const ChannelCoefficients& cc, bool stream) {
+  using Out = Avx2Out<O>;
   const int C = cc.channels;
   int64_t i = 0;
   const auto scalar = [&](int64_t at) {
@@ -261,11 +245,12 @@ ZM_TARGET_AVX2 void channels_run_avx2(const uint8_t* x, O* out, int64_t n, int f
     for (; i + 24 <= n; i += 24)
       for (int q = 0; q < 3; ++q) {
         const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i + 8 * q));
-        store8<O>(out + i + 8 * q, channel_step8(widen8(v), k[q], r[q], r_low[q], b[q]), stream);
+        Out::store(out + i + 8 * q,
+                   Out::from_float(form_step8(widen8(v), k[q], r[q], r_low[q], b[q])), stream);
       }
   for (int q = 0; i + 8 <= n; i += 8, q = phases == 3 ? q + 1 : 0) {  // q < 3
     const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i));
-    store8<O>(out + i, channel_step8(widen8(v), k[q], r[q], r_low[q], b[q]), stream);
+    Out::store(out + i, Out::from_float(form_step8(widen8(v), k[q], r[q], r_low[q], b[q])), stream);
   }
   for (; i < n; ++i) scalar(i);
 }
@@ -282,6 +267,7 @@ ZM_TARGET_AVX2 void channels_planes_avx2(const uint8_t* x, O* out, int64_t plane
                                          int64_t p1, const ChannelCoefficients& cc,
                                          bool stream) {
   static_assert(C == 3 || C == 4, "three or four channels");
+  using Out = Avx2Out<O>;
   const auto scalar = [&](int64_t p) {
     for (int c = 0; c < C; ++c)
       out[c * plane + p] =
@@ -310,9 +296,10 @@ ZM_TARGET_AVX2 void channels_planes_avx2(const uint8_t* x, O* out, int64_t plane
                      _mm_loadu_si128(reinterpret_cast<const __m128i*>(px + 8)), 1)
                : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(px));
     for (int c = 0; c < C; ++c)
-      store8<O>(out + c * plane + p,
-                channel_step8(_mm256_shuffle_epi8(step, to_dwords[c]), k[c], r[c], r_low[c], b[c]),
-                stream);
+      Out::store(out + c * plane + p,
+                 Out::from_float(form_step8(_mm256_shuffle_epi8(step, to_dwords[c]), k[c], r[c],
+                                            r_low[c], b[c])),
+                 stream);
   }
   for (; p < p1; ++p) scalar(p);
 }
@@ -462,8 +449,7 @@ ZM_TARGET_AVX2 inline void pixel_form_groups_avx2(const double* mean, const doub
       uint32_t pass = 0;
       __m256i want[2];
       for (int h = 0; h < 2; ++h) {
-        const __m256 d = _mm256_sub_ps(vf, kv[h]);
-        const __m256 got = _mm256_fmadd_ps(d, rv[h], _mm256_fmadd_ps(d, lv[h], bv[h]));
+        const __m256 got = form_value8(vf, kv[h], rv[h], lv[h], bv[h]);
         // The float64 kernels' values: (x - mean) * inv, then rounded.
         const __m256d lo = _mm256_mul_pd(_mm256_sub_pd(xv, m_lo[h]), s_lo[h]);
         const __m256d hi = _mm256_mul_pd(_mm256_sub_pd(xv, m_hi[h]), s_hi[h]);

@@ -1741,52 +1741,10 @@ bool exact_column_moments(const char* base, const Space& outer, int64_t lanes,
 }
 
 #if ZMFAST_X86_DISPATCH
-// S1 and S2 of `runs` uint8 runs of `run` bytes, `stride` bytes apart, added into sums[0] and
-// sums[1], with AVX2: vpsadbw sums the bytes into 64-bit lanes, and vpmaddwd the squares of
-// their 16-bit forms into 32-bit lanes (two sets each, for independent adds), which take at
-// most 2 * 255^2 a step and are widened every kRunSquareSteps steps.
-ZM_TARGET_AVX2 ZM_INLINE void widen_squares(__m256i& q0, __m256i& q1, __m256i& wide) {
-  const __m256i zero = _mm256_setzero_si256();
-  const __m256i q = _mm256_add_epi32(q0, q1);  // < 2^32 as unsigned
-  wide = _mm256_add_epi64(wide, _mm256_add_epi64(_mm256_unpacklo_epi32(q, zero),
-                                                 _mm256_unpackhi_epi32(q, zero)));
-  q0 = q1 = zero;
-}
-
-ZM_TARGET_AVX2 void run_sums_u8_avx2(const uint8_t* x, int64_t run, int64_t stride,
-                                     int64_t runs, int64_t* sums) {
-  constexpr int64_t kRunSquareSteps = 8192;  // 2 * 8192 * 2 * 255^2 < 2^31
-  const __m256i zero = _mm256_setzero_si256();
-  const int64_t whole = run / 32 * 32;
-  __m256i s1 = zero, wide2 = zero;
-  int64_t tail1 = 0, tail2 = 0;
-  int64_t steps = 0;  // steps since the squares were last widened
-  __m256i q0 = zero, q1 = zero;
-  for (int64_t r = 0; r < runs; ++r) {
-    const uint8_t* const p = x + r * stride;
-    for (int64_t j = 0; j < whole; j += 32) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + j));
-      s1 = _mm256_add_epi64(s1, _mm256_sad_epu8(v, zero));
-      const __m256i lo = _mm256_unpacklo_epi8(v, zero), hi = _mm256_unpackhi_epi8(v, zero);
-      q0 = _mm256_add_epi32(q0, _mm256_madd_epi16(lo, lo));
-      q1 = _mm256_add_epi32(q1, _mm256_madd_epi16(hi, hi));
-      if (++steps == kRunSquareSteps) widen_squares(q0, q1, wide2), steps = 0;
-    }
-    for (int64_t j = whole; j < run; ++j) {
-      const int64_t v = p[j];
-      tail1 += v, tail2 += v * v;
-    }
-  }
-  widen_squares(q0, q1, wide2);
-  alignas(32) int64_t lanes1[4], lanes2[4];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes1), s1);
-  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes2), wide2);
-  sums[0] += lanes1[0] + lanes1[1] + lanes1[2] + lanes1[3] + tail1;
-  sums[1] += lanes2[0] + lanes2[1] + lanes2[2] + lanes2[3] + tail2;
-}
-
-// One 32-byte step of run_sums_u8_avx2 into S1 (64-bit lanes) and the squares q (32-bit
-// lanes, at most 4 * 255^2 a step: the caller widens them before 16,384 steps).
+// One 32-byte step of uint8 values into S1 (vpsadbw, 64-bit lanes) and the squares q
+// (vpmaddwd of their 16-bit forms, unsigned 32-bit lanes gaining at most 4 * 255^2 a step:
+// the caller folds them before kAvx2FoldSteps steps).
+constexpr int64_t kAvx2FoldSteps = 16384;  // 16,384 * 4 * 255^2 < 2^32
 ZM_TARGET_AVX2 ZM_INLINE void add_step_u8_avx2(__m256i& s1, __m256i& q, __m256i v) {
   const __m256i zero = _mm256_setzero_si256();
   s1 = _mm256_add_epi64(s1, _mm256_sad_epu8(v, zero));
@@ -1794,9 +1752,45 @@ ZM_TARGET_AVX2 ZM_INLINE void add_step_u8_avx2(__m256i& s1, __m256i& q, __m256i 
   q = _mm256_add_epi32(q, _mm256_add_epi32(_mm256_madd_epi16(lo, lo), _mm256_madd_epi16(hi, hi)));
 }
 
+// The four 64-bit lanes of S1, and the eight unsigned 32-bit lanes of the squares, summed.
+ZM_TARGET_AVX2 ZM_INLINE int64_t sum_lanes_64_avx2(__m256i v) {
+  const __m128i s = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  return _mm_cvtsi128_si64(s) + _mm_extract_epi64(s, 1);
+}
+ZM_TARGET_AVX2 ZM_INLINE int64_t sum_square_lanes_avx2(__m256i q) {
+  const __m256i zero = _mm256_setzero_si256();
+  return sum_lanes_64_avx2(
+      _mm256_add_epi64(_mm256_unpacklo_epi32(q, zero), _mm256_unpackhi_epi32(q, zero)));
+}
+
+// S1 and S2 of `runs` uint8 runs of `run` bytes, `stride` bytes apart, added into sums[0] and
+// sums[1], with AVX2, the squares folded into int64 every kAvx2FoldSteps steps.
+ZM_TARGET_AVX2 void run_sums_u8_avx2(const uint8_t* x, int64_t run, int64_t stride,
+                                     int64_t runs, int64_t* sums) {
+  const __m256i zero = _mm256_setzero_si256();
+  const int64_t whole = run / 32 * 32;
+  __m256i s1 = zero, q = zero;
+  int64_t total1 = 0, total2 = 0;
+  int64_t steps = 0;  // steps since the squares were last folded
+  for (int64_t r = 0; r < runs; ++r) {
+    const uint8_t* const p = x + r * stride;
+    for (int64_t j = 0; j < whole; j += 32) {
+      add_step_u8_avx2(s1, q, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + j)));
+      if (++steps == kAvx2FoldSteps) total2 += sum_square_lanes_avx2(q), q = zero, steps = 0;
+    }
+    for (int64_t j = whole; j < run; ++j) {
+      const int64_t v = p[j];
+      total1 += v, total2 += v * v;
+    }
+  }
+  sums[0] += total1 + sum_lanes_64_avx2(s1);
+  sums[1] += total2 + sum_square_lanes_avx2(q);
+}
+
+
 // The most whole 32-byte steps a plane may have for cyclic_plane_sums_u8_avx2: a pair of
 // planes (two streams) adds 2 * steps to its squares' lanes between folds.
-constexpr int64_t kAvx2CyclicMaxSteps = 8192;
+constexpr int64_t kAvx2CyclicMaxSteps = kAvx2FoldSteps / 2;
 
 // cyclic_plane_sums_u8_vnni at the AVX2 level: planes of a C-contiguous (images, C, run)
 // uint8 batch, plane i into channel i % C (sums[2c] S1, sums[2c + 1] S2), over planes
@@ -1808,14 +1802,14 @@ constexpr int64_t kAvx2CyclicMaxSteps = 8192;
 template <int C>
 ZM_TARGET_AVX2 void cyclic_plane_sums_u8_avx2(const uint8_t* x, int64_t run, int64_t first,
                                               int64_t planes, int64_t* sums) {
-  constexpr int64_t kFoldSteps = 16384;  // 16,384 * 4 * 255^2 < 2^32: unsigned 32-bit lanes
   const int64_t whole = run / 32, tail_from = whole * 32;
   int64_t i = first;
   const int64_t end = first + planes;
   for (; i < end && i % C != 0; ++i)  // the planes before the first whole image
     run_sums_u8_avx2(x + i * run, run, run, 1, sums + 2 * (i % C));
   const int64_t images = (end - i) / C, half = images / 2;
-  const int64_t per_fold = std::max<int64_t>(1, kFoldSteps / std::max<int64_t>(1, 2 * whole));
+  const int64_t per_fold =
+      std::max<int64_t>(1, kAvx2FoldSteps / std::max<int64_t>(1, 2 * whole));
   const uint8_t* const first_image = x + i * run;
   const auto plane = [&](int64_t n, int c) { return first_image + (n * C + c) * run; };
   const __m256i zero = _mm256_setzero_si256();
@@ -1839,29 +1833,14 @@ ZM_TARGET_AVX2 void cyclic_plane_sums_u8_avx2(const uint8_t* x, int64_t run, int
       }
     }
     for (int c = 0; c < C; ++c) {
-      const __m256i wide = _mm256_add_epi64(_mm256_unpacklo_epi32(q[c], zero),
-                                            _mm256_unpackhi_epi32(q[c], zero));
-      alignas(32) int64_t lanes1[4], lanes2[4];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes1), s1[c]);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes2), wide);
-      sums[2 * c] += lanes1[0] + lanes1[1] + lanes1[2] + lanes1[3] + tail1[c];
-      sums[2 * c + 1] += lanes2[0] + lanes2[1] + lanes2[2] + lanes2[3] + tail2[c];
+      sums[2 * c] += sum_lanes_64_avx2(s1[c]) + tail1[c];
+      sums[2 * c + 1] += sum_square_lanes_avx2(q[c]) + tail2[c];
     }
   }
   for (i += 2 * half * C; i < end; ++i)  // an odd last image, a partial one
     run_sums_u8_avx2(x + i * run, run, run, 1, sums + 2 * (i % C));
 }
 
-// The four 64-bit lanes of S1, and the eight unsigned 32-bit lanes of the squares, summed.
-ZM_TARGET_AVX2 ZM_INLINE int64_t sum_lanes_64_avx2(__m256i v) {
-  const __m128i s = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  return _mm_cvtsi128_si64(s) + _mm_extract_epi64(s, 1);
-}
-ZM_TARGET_AVX2 ZM_INLINE int64_t sum_square_lanes_avx2(__m256i q) {
-  const __m256i zero = _mm256_setzero_si256();
-  return sum_lanes_64_avx2(
-      _mm256_add_epi64(_mm256_unpacklo_epi32(q, zero), _mm256_unpackhi_epi32(q, zero)));
-}
 
 // back_to_back_run_sums_u8_vnni at the AVX2 level: outputs that are each one contiguous run
 // of `run` uint8 values, back to back (per image), s1[o] = S1 and s2[o] = S2 of outputs
@@ -1869,7 +1848,7 @@ ZM_TARGET_AVX2 ZM_INLINE int64_t sum_square_lanes_avx2(__m256i q) {
 // kAvx2RunSums32Max bytes keeps its squares' 32-bit lanes below 2^32. The general row loop's
 // call per output, with its fold, had cost cifar per image 1.3x of the read floor on one
 // thread.
-constexpr int64_t kAvx2RunSums32Max = 32 * 16384;  // 16,384 steps * 4 * 255^2 < 2^32
+constexpr int64_t kAvx2RunSums32Max = 32 * kAvx2FoldSteps;
 ZM_TARGET_AVX2 void back_to_back_run_sums_u8_avx2(const uint8_t* x, int64_t run, int64_t first,
                                                   int64_t outputs, int64_t* s1_out,
                                                   int64_t* s2_out) {

@@ -367,14 +367,28 @@ ZM_TARGET_AVX2 ZM_INLINE __m128 round_to_odd_ps_avx2(__m256d d) {
   return _mm_castsi128_ps(bits);
 }
 
+// The float32 form of (x - mean) / std for eight values of x: (x - k) r + ((x - k) r_low + b).
+// One function for the kernels and for the check that accepts a form (pixel_form_groups_avx2),
+// so that both round alike.
+ZM_TARGET_AVX2 ZM_INLINE __m256 form_value8(__m256 x, __m256 k, __m256 r, __m256 r_low,
+                                            __m256 b) {
+  const __m256 d = _mm256_sub_ps(x, k);
+  return _mm256_fmadd_ps(d, r, _mm256_fmadd_ps(d, r_low, b));
+}
+ZM_TARGET_AVX2 ZM_INLINE __m256 form_step8(__m256i lanes, __m256 k, __m256 r, __m256 r_low,
+                                           __m256 b) {
+  return form_value8(_mm256_cvtepi32_ps(lanes), k, r, r_low, b);
+}
+
 // Eight float64 results (lo: the first four) as O's eight values in a vector: float32, or
-// half bits (F16C) rounded once from float64.
+// half bits (F16C) rounded once from float64; from_float: eight float32 values (the form's).
 template <class O> struct Avx2Out;
 template <> struct Avx2Out<float> {
   using Vector = __m256;
   static ZM_TARGET_AVX2 ZM_INLINE __m256 from(__m256d lo, __m256d hi) {
     return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
   }
+  static ZM_TARGET_AVX2 ZM_INLINE __m256 from_float(__m256 f) { return f; }
   static ZM_TARGET_AVX2 ZM_INLINE void store(float* o, __m256 v, bool stream) {
     if (stream) _mm256_stream_ps(o, v); else _mm256_storeu_ps(o, v);
   }
@@ -389,6 +403,9 @@ template <> struct Avx2Out<Half> {
   static ZM_TARGET_AVX2 ZM_INLINE __m128i from(__m256d lo, __m256d hi) {
     const __m256 odd = _mm256_set_m128(round_to_odd_ps_avx2(hi), round_to_odd_ps_avx2(lo));
     return _mm256_cvtps_ph(odd, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  static ZM_TARGET_AVX2 ZM_INLINE __m128i from_float(__m256 f) {
+    return _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   }
   static ZM_TARGET_AVX2 ZM_INLINE void store(Half* o, __m128i v, bool stream) {
     if (stream) _mm_stream_si128(reinterpret_cast<__m128i*>(o), v);
@@ -520,14 +537,10 @@ ZM_TARGET_AVX2 void affine_u8_rows_form_avx2(const uint8_t* x, int64_t x_row, co
       typename Out::Vector y[2];
       for (int h = 0; h < 2; ++h) {
         const __m256i xi = _mm256_cvtepu8_epi32(h ? _mm_unpackhi_epi64(bytes, bytes) : bytes);
-        const __m256 d = _mm256_sub_ps(_mm256_cvtepi32_ps(xi), k[h]);
-        __m256 f = _mm256_fmadd_ps(d, r[h], _mm256_fmadd_ps(d, r_low[h], b[h]));
+        __m256 f = form_step8(xi, k[h], r[h], r_low[h], b[h]);
         if (state == 2)
           f = _mm256_blendv_ps(f, fix_y[h], _mm256_castsi256_ps(_mm256_cmpeq_epi32(xi, fix_x[h])));
-        if constexpr (std::is_same<O, Half>::value)
-          y[h] = _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        else
-          y[h] = f;
+        y[h] = Out::from_float(f);
       }
       Out::store16(out + row * out_row + i, y[0], y[1], stream);
     }
