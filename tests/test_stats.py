@@ -397,6 +397,40 @@ def test_overflow_on_the_way_gives_numpys_values(backend, name):
     assert mean == np.mean(x[:1]) and np.isfinite(mean)
 
 
+def test_large_finite_results_pass_the_quick_overflow_check(backend):
+    """Means whose squares overflow (the quick check's dot product is inf) are still NumPy's
+    values, without a warning NumPy does not give."""
+    x = np.array([[1e200, -3e200, 2.0], [3e200, 1e200, 4.0]])
+    single = np.array([[1e308, 1.5e308, 2.0]])  # means whose sum overflows too
+    for data, axis in [(x, 0), (x, 1), (x, None), (single, 0)]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = zm.mean(data, axis=axis)
+        np.testing.assert_allclose(got, np.mean(data, axis=axis), rtol=1e-15)
+
+
+def test_moments_plans_are_shared_by_one_geometry_only(backend):
+    """The plan cache (keyed on shape, strides and axes): arrays of one geometry but other
+    values, and views of one shape but other strides, each get their own right results."""
+    from zmfast import _plan
+
+    rng = np.random.default_rng(11)
+    base = rng.normal(size=(6, 5, 3)).astype(np.float32)
+    views = [base, rng.normal(size=(6, 5, 3)).astype(np.float32), base[::-1], base[:, ::-1],
+             np.asfortranarray(base), rng.normal(size=(12, 5, 3)).astype(np.float32)[::2],
+             base.transpose(1, 0, 2)]
+    for _ in range(2):  # the second round runs on cached plans
+        for view in views:
+            for axis in (0, (0, 1), (1, 2), None):
+                np.testing.assert_allclose(zm.mean(view, axis=axis),
+                                           np.mean(view, axis=axis, dtype=np.float64),
+                                           rtol=1e-6, atol=1e-6)
+                np.testing.assert_allclose(zm.var(view, axis=axis),
+                                           np.var(view, axis=axis, dtype=np.float64),
+                                           rtol=1e-5, atol=1e-6)
+    assert len(_plan._MOMENTS_PLANS) <= _plan._MOMENTS_PLANS_MAX
+
+
 def test_std_of_subnormal_data_is_not_negative_zero(backend):
     """sqrt(-0.0) is -0.0: a spread rounded to -0.0 must come out as +0.0."""
     for x in (np.array([5e-324, 1e-320]), np.full(1000, 5e-324), np.array([-5e-324, 0.0])):

@@ -67,26 +67,55 @@ def _merge_adjacent(dims):
     return merged
 
 
+# Plans of recent moments reductions, keyed on the input's geometry and the axes: repeated
+# calls on small arrays (a drop-in mean of one image) then skip the planning, which costs
+# more than the kernel there.
+_MOMENTS_PLANS = {}
+_MOMENTS_PLANS_MAX = 64
+
+
 def moments(x, axes, want_m2, kernel, wide_lanes=WIDE_LANES):
-    """Run ``kernel`` on the canonical form of a moments reduction of ``x`` over ``axes``.
+    """Run ``kernel`` on the canonical form of a moments reduction of ``x`` over ``axes``
+    (a sorted tuple of distinct axes).
 
     ``kernel(x, offset, kept_shape, kept_strides, out_strides, red_shape, red_strides,
     mean_out, m2_out)`` fills flat float64 outputs (m2_out may be None) for a reduction
     whose counts it derives from ``red_shape``. Returns float64 (mean, m2) of the kept shape.
     """
-    kept_axes = [ax for ax in range(x.ndim) if ax not in axes]
-    out_shape = tuple(x.shape[ax] for ax in kept_axes)
-    if x.size == 0:  # no outputs (a kept extent is 0) or nothing to reduce: no kernel call
-        with np.errstate(invalid="ignore"):
-            return np.full(out_shape, np.nan), (np.zeros(out_shape) if want_m2 else None)
+    key = (x.shape, x.strides, x.itemsize, tuple(axes), wide_lanes)
+    plan = _MOMENTS_PLANS.get(key)
+    if plan is None:
+        plan = _moments_plan(x.shape, x.strides, x.itemsize, axes, wide_lanes)
+        if len(_MOMENTS_PLANS) >= _MOMENTS_PLANS_MAX:
+            _MOMENTS_PLANS.clear()
+        _MOMENTS_PLANS[key] = plan
+    return plan(x, want_m2, kernel)
+
+
+def _columns(dims):
+    """The kernels' argument lists (extents, then each stride) of (n, stride, ...) dims."""
+    return [list(column) for column in zip(*dims)] if dims else [[] for _ in range(3)]
+
+
+def _moments_plan(shape, strides, itemsize, axes, wide_lanes):
+    """A function ``plan(x, want_m2, kernel)`` that runs the kernel calls of a moments
+    reduction over ``axes`` of arrays of this geometry (see ``moments``)."""
+    ndim = len(shape)
+    kept_axes = [ax for ax in range(ndim) if ax not in axes]
+    out_shape = tuple(shape[ax] for ax in kept_axes)
+    if 0 in shape:  # no outputs (a kept extent is 0) or nothing to reduce: no kernel call
+        def empty(x, want_m2, kernel):
+            with np.errstate(invalid="ignore"):
+                return np.full(out_shape, np.nan), (np.zeros(out_shape) if want_m2 else None)
+        return empty
     out_strides = _c_strides(out_shape)
     kept = _merge_adjacent(
-        (x.shape[ax], x.strides[ax], out_strides[i])
-        for i, ax in enumerate(kept_axes) if x.shape[ax] != 1)
+        (shape[ax], strides[ax], out_strides[i])
+        for i, ax in enumerate(kept_axes) if shape[ax] != 1)
 
     offset, repeat, red = 0, 1, []
     for ax in axes:
-        extent, stride = x.shape[ax], x.strides[ax]
+        extent, stride = shape[ax], strides[ax]
         if extent == 1:
             continue
         if stride == 0:
@@ -101,12 +130,14 @@ def moments(x, axes, want_m2, kernel, wide_lanes=WIDE_LANES):
     if not red:
         # Every reduced value repeats one value: the mean is that value and M2 is zero, or
         # NaN for inf and NaN as NumPy's x - mean gives (with its warning for inf - inf).
-        index = tuple(0 if ax in axes else slice(None) for ax in range(x.ndim))
-        mean = np.array(x[index], dtype=np.float64).reshape(out_shape)
-        return mean, (np.square(mean - mean) if want_m2 else None)
+        index = tuple(0 if ax in axes else slice(None) for ax in range(ndim))
+
+        def repeated(x, want_m2, kernel):
+            mean = np.array(x[index], dtype=np.float64).reshape(out_shape)
+            return mean, (np.square(mean - mean) if want_m2 else None)
+        return repeated
 
     size = math.prod(out_shape)
-    itemsize = x.itemsize
     lane = min(kept, key=lambda d: abs(d[1])) if kept else None
     inner_extent, inner_stride = red[-1]
     if (lane is kept[-1] if kept else False) and lane[1] == itemsize and lane[0] <= TINY_EXTENT \
@@ -118,36 +149,42 @@ def moments(x, axes, want_m2, kernel, wide_lanes=WIDE_LANES):
             outer = [(n, s, o // lanes_per_row * lanes_per_row * group) for n, s, o in kept[:-1]]
             outer_size = size // lanes_per_row
             wide = lanes_per_row * group
-            mean = np.empty(outer_size * wide)
-            m2 = np.empty(outer_size * wide) if want_m2 else None
-            kernel(x, offset, [d[0] for d in outer] + [wide], [d[1] for d in outer] + [itemsize],
-                   [d[2] for d in outer] + [1], [d[0] for d in red[:-1]] + [rows],
-                   [d[1] for d in red[:-1]] + [inner_stride * group], mean, m2)
+            wide_kept = _columns(outer + [(wide, itemsize, 1)])
+            wide_red = _columns(red[:-1] + [(rows, inner_stride * group)])
             others = math.prod(d[0] for d in red[:-1])
-            count, mean, m2 = _fold_lanes(mean, m2, outer_size, group, lanes_per_row,
-                                          rows * others)
-            if tail:
-                tail_mean, tail_m2 = np.empty(size), (np.empty(size) if want_m2 else None)
-                kernel(x, offset + rows * group * inner_stride, [d[0] for d in kept],
-                       [d[1] for d in kept], [d[2] for d in kept],
-                       [d[0] for d in red[:-1]] + [tail], [d[1] for d in red], tail_mean,
-                       tail_m2)
-                count, mean, m2 = merge_moments(count, mean, m2 if want_m2 else 0.0,
-                                                tail * others, tail_mean,
-                                                tail_m2 if want_m2 else 0.0)
-            mean = mean.reshape(out_shape)
-            return mean, (m2.reshape(out_shape) * repeat if want_m2 else None)
+            tail_offset = offset + rows * group * inner_stride
+            tail_kept = _columns(kept)
+            tail_red = [[d[0] for d in red[:-1]] + [tail], [d[1] for d in red]]
 
-    # One buffer for both outputs: a fresh multi-MB array costs a page fault per 4 KB (as
-    # much as the kernel, for per-pixel statistics), and glibc returns a freed pair of them
-    # to the OS more eagerly than one of twice the size.
-    both = np.empty((2 if want_m2 else 1, size))
-    mean, m2 = both[0], (both[1] if want_m2 else None)
-    kernel(x, offset, [d[0] for d in kept], [d[1] for d in kept], [d[2] for d in kept],
-           [d[0] for d in red], [d[1] for d in red], mean, m2)
-    if want_m2 and repeat != 1:
-        m2 *= repeat
-    return mean.reshape(out_shape), (m2.reshape(out_shape) if want_m2 else None)
+            def wide_lanes_plan(x, want_m2, kernel):
+                mean = np.empty(outer_size * wide)
+                m2 = np.empty(outer_size * wide) if want_m2 else None
+                kernel(x, offset, *wide_kept, *wide_red, mean, m2)
+                count, mean, m2 = _fold_lanes(mean, m2, outer_size, group, lanes_per_row,
+                                              rows * others)
+                if tail:
+                    tail_mean, tail_m2 = np.empty(size), (np.empty(size) if want_m2 else None)
+                    kernel(x, tail_offset, *tail_kept, *tail_red, tail_mean, tail_m2)
+                    count, mean, m2 = merge_moments(count, mean, m2 if want_m2 else 0.0,
+                                                    tail * others, tail_mean,
+                                                    tail_m2 if want_m2 else 0.0)
+                mean = mean.reshape(out_shape)
+                return mean, (m2.reshape(out_shape) * repeat if want_m2 else None)
+            return wide_lanes_plan
+
+    kept_args, red_args = _columns(kept), _columns(red)
+
+    def plain(x, want_m2, kernel):
+        # One buffer for both outputs: a fresh multi-MB array costs a page fault per 4 KB (as
+        # much as the kernel, for per-pixel statistics), and glibc returns a freed pair of
+        # them to the OS more eagerly than one of twice the size.
+        both = np.empty((2 if want_m2 else 1, size))
+        mean, m2 = both[0], (both[1] if want_m2 else None)
+        kernel(x, offset, *kept_args, *red_args, mean, m2)
+        if want_m2 and repeat != 1:
+            m2 *= repeat
+        return mean.reshape(out_shape), (m2.reshape(out_shape) if want_m2 else None)
+    return plain
 
 
 def _fold_lanes(mean, m2, outer_size, group, lanes_per_row, count_per_lane):
