@@ -92,8 +92,11 @@ class Workload:
         return math.prod(self.shape) * np.dtype(self.dtype).itemsize
 
     def generate(self) -> np.ndarray:
-        """The batch: uniform random pixels from a fixed seed, C-contiguous NHWC."""
+        """The batch: uniform random pixels from a fixed seed, C-contiguous NHWC (a float
+        dtype holds the whole numbers 0..255, as decoded images converted to float)."""
         rng = np.random.default_rng(SEED)
+        if np.dtype(self.dtype).kind == "f":
+            return rng.integers(0, 255, size=self.shape, endpoint=True).astype(self.dtype)
         info = np.iinfo(self.dtype)
         return rng.integers(info.min, info.max, size=self.shape, dtype=self.dtype,
                             endpoint=True)

@@ -14,6 +14,10 @@ appends them to its report):
   into a reused ``out=`` and ``zm.moments``, with zmfast's usual thread count, against the
   floor kernels on one thread (``floor_convert`` into a reused buffer, ``floor_read``).
   Target: within 1.5x of that floor, i.e. small calls do not pay thread start-up.
+* ``dropin``: ``zm.mean`` and ``zm.std`` per channel of small float32 inputs (a 2 x 4 x 4 x
+  3 batch, where a call is all overhead, and one 224 x 224 x 3 image) against NumPy's own
+  ``np.mean`` and ``np.std``, one call each: what a drop-in costs where NumPy is quick. No
+  target (issue 5 sets none); the ratio is a speed-up over NumPy.
 * ``interleaved``: the memory-floor targets measured in alternating rounds, on the imagenet
   and cifar batches: each round times zmfast, then the floor kernels (convert with normal
   and with streaming stores into the same reused buffer, the faster counting; or read),
@@ -36,12 +40,16 @@ from cases import WORKLOADS, Workload, backend_unavailable, reused_out, zm
 
 F16_WORKLOADS = [w for w in WORKLOADS if w.name in ("cifar", "imagenet")]
 SMALL_WORKLOADS = [Workload("one-image", (1, 224, 224, 3)), Workload("cifar-32", (32, 32, 32, 3))]
+DROPIN_WORKLOADS = [Workload("tiny-float32", (2, 4, 4, 3), "float32"),
+                    Workload("one-image-float32", (1, 224, 224, 3), "float32")]
 
 COMPARISONS = {
     "float16": {"label": "float16 output against float32",
                 "target": {"kind": "speedup", "value": 1.0}},
     "small": {"label": "small input against the one-thread floor",
               "target": {"kind": "slowdown", "value": 1.5}},
+    "dropin": {"label": "NumPy drop-in on a small float32 input against NumPy",
+               "target": {"kind": "speedup"}},
     "interleaved-standardize": {"label": "standardize into out= against the convert floor, "
                                          "interleaved rounds",
                                 "target": {"kind": "slowdown", "value": 1.25}},
@@ -81,6 +89,18 @@ def _standardize(per_pixel, dtype, reused):
 
 def _moments(x):
     return lambda: zm.moments(x, axis=(0, 1, 2))
+
+
+def _reduction(module, name):
+    return lambda x: (lambda: getattr(module, name)(x, axis=(0, 1, 2)))
+
+
+def _check_reduction(name):
+    def check(result, x):
+        want = getattr(np, name)(x.astype(np.float64), axis=(0, 1, 2))
+        assert result.dtype == x.dtype
+        np.testing.assert_allclose(result, want, rtol=1e-5)
+    return check
 
 
 def _floor(kind):
@@ -186,6 +206,16 @@ def _cases():
             Case("small", workload, "moments", "candidate", "floor-read",
                  "zm.moments(x, axis=(0, 1, 2))", _moments, _check_moments),
         ]
+    for workload in DROPIN_WORKLOADS:
+        for name in ("mean", "std"):
+            rows += [
+                Case("dropin", workload, f"numpy-{name}", "baseline", None,
+                     f"np.{name}(x, axis=(0, 1, 2))", _reduction(np, name),
+                     _check_reduction(name)),
+                Case("dropin", workload, f"zmfast-{name}", "candidate", f"numpy-{name}",
+                     f"zm.{name}(x, axis=(0, 1, 2))", _reduction(zm, name),
+                     _check_reduction(name)),
+            ]
     return rows
 
 
