@@ -180,6 +180,28 @@ def test_pipeline_clone_and_grid_search(backend):
     assert set(search.best_params_) == {"standardscaler__with_mean", "standardscaler__ddof"}
 
 
+@needs_sklearn
+def test_check_is_fitted_and_a_scaler_as_the_last_step(backend):
+    """scikit-learn's check_is_fitted (which a Pipeline's transform calls on its last step)
+    sees whether fit or partial_fit ran."""
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+    from sklearn.utils.validation import check_is_fitted
+
+    x = features_2d(rng_for("last step"), n=60)
+    for ours, theirs in ((zm.StandardScaler(dtype=np.float64), StandardScaler()),
+                         (zm.MinMaxScaler(dtype=np.float64), MinMaxScaler())):
+        with pytest.raises(NotFittedError):
+            check_is_fitted(ours)
+        check_is_fitted(type(ours)(dtype=np.float64).partial_fit(x[:10]))
+        pipeline = make_pipeline(PCA(2), ours).fit(x)
+        check_is_fitted(pipeline)
+        np.testing.assert_allclose(pipeline.transform(x),
+                                   make_pipeline(PCA(2), theirs).fit(x).transform(x),
+                                   rtol=1e-9, atol=1e-9)
+
+
 def test_get_and_set_params():
     scaler = zm.StandardScaler()
     assert scaler.get_params() == {"axis": 0, "with_mean": True, "with_std": True, "ddof": 0,

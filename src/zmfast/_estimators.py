@@ -35,6 +35,18 @@ class _Estimator:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
+    def __sklearn_is_fitted__(self):
+        """Whether fit or partial_fit has run, for scikit-learn's ``check_is_fitted``."""
+        return getattr(self, "_fitted_ndim", None) is not None
+
+    def __sklearn_tags__(self):
+        """scikit-learn's tags of a transformer that takes no target: scikit-learn 1.6 and
+        later ask for them in ``check_is_fitted`` (so in a Pipeline's ``transform`` when
+        this scaler is its last step)."""
+        from sklearn.utils import Tags, TargetTags, TransformerTags
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False),
+                    transformer_tags=TransformerTags())
+
     def _check_fitted(self):
         if getattr(self, "_fitted_ndim", None) is None:
             raise _not_fitted_error()(f"this {type(self).__name__} is not fitted yet; call fit "
