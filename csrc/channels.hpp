@@ -255,13 +255,23 @@ ZM_TARGET_AVX2 void channels_run_avx2(const uint8_t* x, O* out, int64_t n, int f
   for (; i < n; ++i) scalar(i);
 }
 
-// Eight pixels a step. One byte shuffle a channel puts pixel j's byte in dword j,
-// zero-extended: C = 3 from bytes 0-15 and 8-23 of the step in the two 128-bit halves
-// (pixels 0-3 from the low half, 4-7 from the high half at 3 (j - 4) + 4 + c), C = 4 from
-// its 32 bytes. The shuffle ports bound this kernel: two shuffles, an or and a widening a
-// channel (the kernel before) took 1.12x and 1.23x the time for cifar into float32 and
-// float16 out=, 1.32x and 1.49x for 1,000 cifar images in cache, 1.02x-1.17x for RGBA
-// (alternating rounds, 2 threads); imagenet, bound by memory, 0.99x-1.05x.
+// Eight pixels a shuffle step, four steps at a time. One byte shuffle a channel puts pixel
+// j's byte in dword j, zero-extended: C = 3 from bytes 0-15 and 8-23 of the step in the two
+// 128-bit halves (pixels 0-3 from the low half, 4-7 from the high half at 3 (j - 4) + 4 + c),
+// C = 4 from its 32 bytes. Two shuffles, an or and a widening a channel (the kernel before)
+// took 1.12x and 1.23x the time for cifar into float32 and float16 out=, 1.32x and 1.49x for
+// 1,000 cifar images in cache, 1.02x-1.17x for RGBA (alternating rounds, 2 threads).
+// Streaming, the stores decide (Zen 3, alternating rounds, 2 threads, out=): one step at a
+// time, each plane getting a quarter (float32) or an eighth (float16) of a line from each,
+// took 1.15x-1.21x (float32) and 2.0x-2.2x (float16) the time of four steps whose values go
+// to each plane in whole lines, on imagenet and cifar.
+template <int C>
+ZM_TARGET_AVX2 ZM_INLINE __m256i load_pixels8_avx2(const uint8_t* px) {
+  return C == 3 ? _mm256_inserti128_si256(
+                      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(px))),
+                      _mm_loadu_si128(reinterpret_cast<const __m128i*>(px + 8)), 1)
+                : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(px));
+}
 template <int C, class O>
 ZM_TARGET_AVX2 void channels_planes_avx2(const uint8_t* x, O* out, int64_t plane, int64_t p0,
                                          int64_t p1, const ChannelCoefficients& cc,
@@ -273,8 +283,10 @@ ZM_TARGET_AVX2 void channels_planes_avx2(const uint8_t* x, O* out, int64_t plane
       out[c * plane + p] =
           from_float<O>(channel_value(float(x[p * C + c]), cc.k[c], cc.r[c], cc.r_low[c], cc.b[c]));
   };
+  // Whole steps start on a line of each plane (the planes start on lines when they stream).
+  constexpr int64_t kLineValues = 64 / int64_t(sizeof(O));
   int64_t p = p0;
-  for (; p < p1 && p % 16 != 0; ++p) scalar(p);  // whole steps start on aligned pixels
+  for (; p < p1 && p % kLineValues != 0; ++p) scalar(p);
   __m256 k[C], r[C], r_low[C], b[C];
   __m256i to_dwords[C];  // byte indices, -128 for a zero byte
   for (int c = 0; c < C; ++c) {
@@ -288,13 +300,22 @@ ZM_TARGET_AVX2 void channels_planes_avx2(const uint8_t* x, O* out, int64_t plane
                                        : int8_t(4 * (j % 4) + c);
     to_dwords[c] = _mm256_load_si256(reinterpret_cast<const __m256i*>(index));
   }
+  // 32 pixels a step: each plane gets its 32 values in one go, whole lines (two of float32,
+  // one of float16) rather than a quarter or a half of one from each of three 8-pixel steps.
+  for (; p + 32 <= p1; p += 32) {
+    __m256i steps[4];
+    for (int q = 0; q < 4; ++q) steps[q] = load_pixels8_avx2<C>(x + (p + 8 * q) * C);
+    for (int c = 0; c < C; ++c) {
+      typename Out::Vector y[4];
+      for (int q = 0; q < 4; ++q)
+        y[q] = Out::from_float(form_step8(_mm256_shuffle_epi8(steps[q], to_dwords[c]), k[c], r[c],
+                                          r_low[c], b[c]));
+      Out::store16(out + c * plane + p, y[0], y[1], stream);
+      Out::store16(out + c * plane + p + 16, y[2], y[3], stream);
+    }
+  }
   for (; p + 8 <= p1; p += 8) {
-    const uint8_t* px = x + p * C;
-    const __m256i step =
-        C == 3 ? _mm256_inserti128_si256(
-                     _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(px))),
-                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(px + 8)), 1)
-               : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(px));
+    const __m256i step = load_pixels8_avx2<C>(x + p * C);
     for (int c = 0; c < C; ++c)
       Out::store(out + c * plane + p,
                  Out::from_float(form_step8(_mm256_shuffle_epi8(step, to_dwords[c]), k[c], r[c],
