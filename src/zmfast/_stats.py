@@ -257,16 +257,22 @@ def _nearest_quotient(s1, n):
     return q
 
 
+_QUICK_CHECK_MAX = 4096
+
+
 def _overflowed(a, axes, stats):
     """Whether a non-finite result comes from finite data: an overflow on the way that NumPy
     may not have (the shift of mean([1.5e308, -1e308]), the squares of var([1e308, -1e308])).
     Such calls get NumPy's own values and warnings. NaN and inf in the data propagate as in
     NumPy, so their results stay."""
     mean, m2 = stats
-    # One number first: a NaN or inf among the results makes the dot product mean . M2 (or
-    # mean . mean) non-finite, so a finite one clears them all. (np.vdot, unlike a ufunc's
-    # sum, raises no overflow warning; an overflow only sends the call to the full check.)
-    if math.isfinite(np.vdot(mean, mean if m2 is None else m2)):
+    # A few results (a drop-in call on a small array) get one number first: a NaN or inf
+    # among them makes the dot product mean . M2 (or mean . mean) non-finite, so a finite one
+    # clears them all. np.vdot, unlike a ufunc's sum, raises no overflow warning (an overflow
+    # only sends the call on to the full check), and at this size BLAS runs it on the calling
+    # thread: a larger one could wake BLAS threads that then spin beside the kernels' own.
+    if mean.size <= _QUICK_CHECK_MAX and math.isfinite(
+            np.vdot(mean, mean if m2 is None else m2)):
         return False
     broken = [~np.isfinite(s) for s in stats if s is not None]
     if not any(b.any() for b in broken):
