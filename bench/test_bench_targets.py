@@ -36,7 +36,7 @@ Every zmfast result is checked once against float64 NumPy outside the timed regi
 
 import numpy as np
 import pytest
-from cases import WORKLOADS, Workload, backend_unavailable, reused_out, zm
+from cases import WORKLOADS, Workload, backend_unavailable, line_aligned_out, reused_out, zm
 
 F16_WORKLOADS = [w for w in WORKLOADS if w.name in ("cifar", "imagenet")]
 SMALL_WORKLOADS = [Workload("one-image", (1, 224, 224, 3)), Workload("cifar-32", (32, 32, 32, 3))]
@@ -239,6 +239,12 @@ def _interleaved_cases():
                              f"  # per {'pixel' if per_pixel else 'channel'}",
                              _interleaved_standardize(per_pixel, channels_first, reused),
                              "floor"))
+        # np.empty puts a large buffer 16 bytes past a page; torch.empty on a line (64
+        # bytes), where every plane of a channels-first out= starts on one and can stream.
+        rows.append((workload, "interleaved-standardize", "channel-nchw-out-line",
+                     "zm.standardize(x, m, s, out=buf, channels_first=True)  # per channel, "
+                     "buf on a 64-byte line (as torch.empty)",
+                     _interleaved_standardize(False, True, True, on_line=True), "floor"))
         for name, axis in (("pixel-moments", 0), ("channel-moments", (0, 1, 2))):
             rows.append((workload, "interleaved-moments", name, f"zm.moments(x, axis={axis})",
                          _interleaved_moments(axis), "floor"))
@@ -260,7 +266,7 @@ def _interleaved_cases():
     return rows
 
 
-def _interleaved_standardize(per_pixel, channels_first, reused):
+def _interleaved_standardize(per_pixel, channels_first, reused, on_line=False):
     def build(x):
         core = pytest.importorskip("zmfast._core")
         mean, std = _stats(x, per_pixel)
@@ -271,7 +277,7 @@ def _interleaved_standardize(per_pixel, channels_first, reused):
                 x, np.empty(x.shape, np.float32), stream)) for stream in (False, True))
             return candidate, floors
         shape = x.shape[:1] + x.shape[3:] + x.shape[1:3] if channels_first else x.shape
-        out = reused_out(shape)
+        out = line_aligned_out(shape) if on_line else reused_out(shape)
         flat = out.reshape(x.shape)  # the floors write the same memory
         candidate = lambda: zm.standardize(x, mean, std, out=out,  # noqa: E731
                                            channels_first=channels_first)

@@ -272,6 +272,16 @@ ZM_TARGET_AVX2 ZM_INLINE __m256i load_pixels8_avx2(const uint8_t* px) {
                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(px + 8)), 1)
                 : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(px));
 }
+// The first pixel from p0 whose output starts a 64-byte line, so that the steps after it
+// store whole lines (every plane alike where planes and images are whole lines apart); p0
+// where out is not aligned to its elements.
+template <class O>
+inline int64_t first_on_line(const O* out, int64_t p0) {
+  const uintptr_t at = reinterpret_cast<uintptr_t>(out + p0);
+  if (at % sizeof(O) != 0) return p0;
+  return p0 + int64_t((64 - at % 64) % 64 / sizeof(O));
+}
+
 template <int C, class O>
 ZM_TARGET_AVX2 void channels_planes_avx2(const uint8_t* x, O* out, int64_t plane, int64_t p0,
                                          int64_t p1, const ChannelCoefficients& cc,
@@ -283,10 +293,8 @@ ZM_TARGET_AVX2 void channels_planes_avx2(const uint8_t* x, O* out, int64_t plane
       out[c * plane + p] =
           from_float<O>(channel_value(float(x[p * C + c]), cc.k[c], cc.r[c], cc.r_low[c], cc.b[c]));
   };
-  // Whole steps start on a line of each plane (the planes start on lines when they stream).
-  constexpr int64_t kLineValues = 64 / int64_t(sizeof(O));
   int64_t p = p0;
-  for (; p < p1 && p % kLineValues != 0; ++p) scalar(p);
+  for (const int64_t first = std::min(p1, first_on_line(out, p0)); p < first; ++p) scalar(p);
   __m256 k[C], r[C], r_low[C], b[C];
   __m256i to_dwords[C];  // byte indices, -128 for a zero byte
   for (int c = 0; c < C; ++c) {
@@ -551,6 +559,8 @@ inline bool pixel_form_available(Level level, bool half) {
 // the innermost dim is a contiguous run of whole pixels (its extent a multiple of C).
 // Planar: the two innermost dims are (C, P) with x strides (1, C) and out strides (P, 1)
 // elements.
+constexpr int64_t kOffLinePlaneBytes = int64_t(64) << 10;
+
 template <class O>
 void affine_channels(const uint8_t* x, O* out, const Space& space, const ChannelCoefficients& cc,
                      bool planar, int requested_threads, bool fresh) {
@@ -565,9 +575,17 @@ void affine_channels(const uint8_t* x, O* out, const Space& space, const Channel
   char* ob = reinterpret_cast<char*>(out);
   if (planar) {
     const int64_t pixels = space.extent[nd - 1];
-    // Streaming stores need every plane's aligned steps to start on a line.
-    bool plane_stream = stream && reinterpret_cast<uintptr_t>(out) % 64 == 0 &&
-                        (pixels * int64_t(sizeof(O))) % 64 == 0;
+    // Streaming stores need every plane's aligned steps to start on a line: planes whole
+    // lines apart, and out on a line (AVX-512) or on its elements with the steps from
+    // first_on_line (AVX2). There, where out is off a line (np.empty puts a large array 16
+    // bytes past a page), the line across two planes takes normal stores on one side and
+    // streaming ones on the other: that costs little per imagenet plane (196 KB of float32)
+    // but made cifar's (4 KB) slower than normal stores, so small planes then keep them.
+    const uintptr_t out_at = reinterpret_cast<uintptr_t>(out);
+    const int64_t plane_bytes = pixels * int64_t(sizeof(O));
+    bool plane_stream = stream && plane_bytes % 64 == 0 &&
+                        (out_at % 64 == 0 || (!avx512 && out_at % sizeof(O) == 0 &&
+                                              plane_bytes >= kOffLinePlaneBytes));
     for (int i = 0; i < nd - 2; ++i) plane_stream = plane_stream && space.stride[2][i] % 64 == 0;
     image_pixel_ranges(space, threads, [&](const int64_t* offset, int64_t p0, int64_t p1) {
       const auto* xi = reinterpret_cast<const uint8_t*>(xb + offset[0]);

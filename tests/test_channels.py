@@ -125,6 +125,37 @@ def test_large_batches(dtype, channels_first, placement, threads):
     assert_bound(got, reference(x, mean, std, dtype, channels_first))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("channels", [3, 4])
+@pytest.mark.parametrize("offset", [0, 16, 2])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_channels_first_streams_from_any_start(dtype, channels, offset, threads):
+    """Channels-first into an out= that streams, with planes a whole number of lines (160 x
+    256 pixels: 80 KB of float16 or more, so off-line starts stream too on AVX2): out on a
+    line, 16 bytes past one (as np.empty places a large array) and two bytes past one; three
+    images, so that two threads split one mid-plane."""
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, 256, (3, 160, 256, channels), dtype=np.uint8)
+    mean, std = x.mean(axis=(0, 1, 2)), x.std(axis=(0, 1, 2))
+    shape = (3, channels, 160, 256)
+    size = int(np.prod(shape))
+    itemsize = np.dtype(dtype).itemsize
+    holder = aligned_empty((size * itemsize + 64,), np.uint8)
+    out = holder[offset:offset + size * itemsize].view(dtype).reshape(shape)
+    assert out.ctypes.data % 64 == offset
+    before, stream_before = zm.get_num_threads(), core.stream_bytes()
+    zm.set_num_threads(threads)
+    core.set_stream_bytes(1 << 20)  # the batch reads and writes 1.5 to 3.2 MB
+    try:
+        out[...] = np.nan  # every value must be written
+        got = zm.standardize(x, mean, std, dtype=dtype, channels_first=True, out=out)
+    finally:
+        zm.set_num_threads(before)
+        core.set_stream_bytes(stream_before)
+    assert got is out
+    assert_bound(got, reference(x, mean, std, dtype, True))
+
+
 def test_a_channel_that_misses_falls_back_to_float64():
     """Statistics whose float16 channel form would round one value differently: the call
     runs the float64 kernels and still equals NumPy's rounding."""
