@@ -80,11 +80,8 @@ def reused_out(shape, dtype=np.float32) -> np.ndarray:
 def line_aligned_out(shape, dtype=np.float32) -> np.ndarray:
     """An ``out=`` buffer starting on a 64-byte cache line, as ``torch.empty`` allocates
     (``np.empty`` puts a large one 16 bytes past a page)."""
-    dtype = np.dtype(dtype)
-    nbytes = math.prod(shape) * dtype.itemsize
-    raw = np.empty(nbytes + 64, np.uint8)
-    start = -raw.ctypes.data % 64
-    return raw[start:start + nbytes].view(dtype).reshape(shape)
+    from zmfast._normalize import aligned_empty
+    return aligned_empty(shape, dtype)
 
 
 class Unavailable(Exception):
