@@ -592,7 +592,10 @@ void affine_channels(const uint8_t* x, O* out, const Space& space, const Channel
                         (out_at % 64 == 0 || (!avx512 && out_at % sizeof(O) == 0 &&
                                               plane_bytes >= kOffLinePlaneBytes));
     for (int i = 0; i < nd - 2; ++i) plane_stream = plane_stream && space.stride[2][i] % 64 == 0;
-    image_pixel_ranges(space, threads, [&](const int64_t* offset, int64_t p0, int64_t p1) {
+    // One fence a thread, after its last image: a fence after every image (cifar's 12 KB)
+    // took 1.05x-1.11x the time into a line-aligned out=.
+    image_pixel_ranges(space, threads, plane_stream,
+                       [&](const int64_t* offset, int64_t p0, int64_t p1) {
       const auto* xi = reinterpret_cast<const uint8_t*>(xb + offset[0]);
       O* oi = reinterpret_cast<O*>(ob + offset[2]);
       if (avx512 && cc.channels == 3)
@@ -603,7 +606,6 @@ void affine_channels(const uint8_t* x, O* out, const Space& space, const Channel
         channels_planes_avx2<3, O>(xi, oi, pixels, p0, p1, cc, plane_stream);
       else
         channels_planes_avx2<4, O>(xi, oi, pixels, p0, p1, cc, plane_stream);
-      store_fence(plane_stream);  // by the thread that streamed
     });
     return;
   }

@@ -694,8 +694,9 @@ void flat_runs(const Space& space, int threads, bool stream, Body&& body) {
 // Channels-first output, (..., C, P) planes from (..., P, C) pixels: calls
 // body(offsets, p0, p1) for pixel ranges of every image, the arrays' byte offsets of the image
 // in `offsets`. Tasks are pixel ranges of images, so one image can still use every thread.
+// Each thread fences its streaming stores after its last range (`stream`).
 template <class Body>
-void image_pixel_ranges(const Space& space, int threads, Body&& body) {
+void image_pixel_ranges(const Space& space, int threads, bool stream, Body&& body) {
   const int nd = space.nd;
   const int64_t pixels = space.extent[nd - 1], channels = space.extent[nd - 2];
   Space images = space;
@@ -716,6 +717,7 @@ void image_pixel_ranges(const Space& space, int threads, Body&& body) {
       split_range(pixels, per_image, part, p0, p1);
       body(image.offset, p0, p1);
     }
+    store_fence(stream);
   });
 }
 
@@ -746,7 +748,8 @@ void affine(const char* x, const double* mean, const double* inv, char* out, con
     Planes<3, T, O>* const planes3 = planes_for<3, T, O>(level);
     Planes<4, T, O>* const planes4 = planes_for<4, T, O>(level);
     const int64_t stats_step = space.stride[1][nd - 2] / int64_t(sizeof(double));
-    image_pixel_ranges(space, threads, [&](const int64_t* offset, int64_t p0, int64_t p1) {
+    image_pixel_ranges(space, threads, false,
+                       [&](const int64_t* offset, int64_t p0, int64_t p1) {
       const T* xi = reinterpret_cast<const T*>(x + offset[0]);
       const double* mi = reinterpret_cast<const double*>(stats_base_mean + offset[1]);
       const double* ii = reinterpret_cast<const double*>(stats_base_inv + offset[1]);
