@@ -202,6 +202,45 @@ def test_check_is_fitted_and_a_scaler_as_the_last_step(backend):
                                    rtol=1e-9, atol=1e-9)
 
 
+def test_fitted_attributes_are_missing_before_fit(backend):
+    """As scikit-learn's: reading a fitted attribute before fit raises AttributeError (so
+    hasattr says whether the scaler is fitted); with_std=False gives None after fitting."""
+    scaler = zm.StandardScaler()
+    for name in ("mean_", "var_", "scale_", "moments_"):
+        assert not hasattr(scaler, name)
+        with pytest.raises(AttributeError, match=f"{name} is set by fit"):
+            getattr(scaler, name)
+    scaler.partial_fit(np.zeros((0, 3)))  # an empty batch fits nothing
+    assert not hasattr(scaler, "mean_")
+    x = np.arange(12, dtype=np.uint8).reshape(4, 3)
+    scaler.partial_fit(x)
+    np.testing.assert_array_equal(scaler.mean_, x.mean(axis=0))
+    np.testing.assert_array_equal(scaler.var_, x.var(axis=0))
+    unscaled = zm.StandardScaler(with_std=False).fit(x)
+    assert unscaled.var_ is None and unscaled.scale_ is None
+    np.testing.assert_array_equal(unscaled.mean_, x.mean(axis=0))
+    assert zm.StandardScaler(with_mean=False, with_std=False).fit(x).mean_ is None
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_standard_scaler_refuses_nan_and_inf(backend, bad, dtype):
+    """A float batch with NaN or inf raises ValueError before anything merges (NaN is not
+    skipped as missing, unlike scikit-learn), in fit and in a partial_fit stream, whose
+    statistics stay those of the good batches."""
+    good = np.random.default_rng(7).random((20, 4, 3)).astype(dtype)
+    x = good.copy()
+    x[3, 2, 1] = bad
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        zm.StandardScaler(axis=(0, 1)).fit(x)
+    scaler = zm.StandardScaler(axis=(0, 1)).partial_fit(good)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        scaler.partial_fit(x)
+    assert scaler.n_samples_seen_ == 20
+    np.testing.assert_allclose(scaler.mean_, good.astype(np.float64).mean(axis=(0, 1)),
+                               rtol=1e-12)
+
+
 def test_get_and_set_params():
     scaler = zm.StandardScaler()
     assert scaler.get_params() == {"axis": 0, "with_mean": True, "with_std": True, "ddof": 0,

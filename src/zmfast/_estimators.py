@@ -195,18 +195,43 @@ class StandardScaler(_Estimator):
             self._try_add = None if self._sums is None else self._sums.try_add
         if self._sums is not None and self._sums.accepts(x):
             if not self._sums.has_room(x):  # keep the integers exact: fold them in first
-                self._merged = self.moments_
+                self._merged = self._current_moments()
                 self._sums.clear()
             self._sums.add(x)
         else:
-            batch = moments(x, axis=axes)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                batch = moments(x, axis=axes)
+            # A NaN or inf value makes its mean non-finite (checked before anything merges;
+            # NumPy's warnings for inf - inf are then noise). scikit-learn skips NaN as
+            # missing; per-lane counts would cost these kernels a second pass, so NaN is
+            # refused, as by MinMaxScaler, not turned into a NaN mean.
+            if not np.all(np.isfinite(batch.mean)):
+                raise ValueError("x has NaN or infinite values; StandardScaler needs finite "
+                                 "data (it does not skip NaN as missing, as scikit-learn's "
+                                 "does): drop or fill them first")
+            for warning in caught:  # finite data's own warnings (overflowing squares)
+                warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                       warning.lineno)
             self._merged = batch if self._merged is None else self._merged.merge(batch)
         self._combined = None
         return self._counted(x, kept)
 
+    def _fitted_attribute(self, name):
+        """AttributeError for a fitted attribute read before fitting, as scikit-learn's
+        (so ``hasattr(scaler, "mean_")`` says whether it is fitted)."""
+        if self.__dict__.get("_fitted_ndim") is None:
+            raise AttributeError(f"{name} is set by fit or partial_fit; this "
+                                 f"{type(self).__name__} is not fitted yet")
+
     @property
     def moments_(self):
-        """The fitted :class:`Moments` (count, mean, M2), or None before fitting."""
+        """The fitted :class:`Moments` (count, mean, M2)."""
+        self._fitted_attribute("moments_")
+        return self._current_moments()
+
+    def _current_moments(self):
+        """The merged and summed batches' Moments, or None before any."""
         sums = self.__dict__.get("_sums")
         count = 0 if sums is None else sums.count
         if self.__dict__.get("_combined") is None or self._combined_count != count:
@@ -225,13 +250,18 @@ class StandardScaler(_Estimator):
 
     @property
     def mean_(self):
-        if self.moments_ is None or not (self.with_mean or self.with_std):
+        """Fitted mean (None where ``with_mean`` and ``with_std`` are both False, as
+        scikit-learn)."""
+        self._fitted_attribute("mean_")
+        if not (self.with_mean or self.with_std):
             return None
         return self.moments_.mean
 
     @property
     def var_(self):
-        if self.moments_ is None or not self.with_std:
+        """Fitted variance (None where ``with_std`` is False, as scikit-learn)."""
+        self._fitted_attribute("var_")
+        if not self.with_std:
             return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -239,6 +269,9 @@ class StandardScaler(_Estimator):
 
     @property
     def scale_(self):
+        """Fitted standard deviation, 1 where the feature is constant (None where
+        ``with_std`` is False), as scikit-learn."""
+        self._fitted_attribute("scale_")
         var = self.var_
         if var is None:
             return None
