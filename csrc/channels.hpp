@@ -249,12 +249,11 @@ ZM_TARGET_AVX2 void channels_run_avx2(const uint8_t* x, O* out, int64_t n, int f
     for (; i + 24 <= n; i += 24)
       for (int q = 0; q < 3; ++q) {
         const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i + 8 * q));
-        Out::store(out + i + 8 * q,
-                   Out::from_float(form_step8(widen8(v), k[q], r[q], r_low[q], b[q])), stream);
+        Out::store(out + i + 8 * q, form_out8<O>(widen8(v), k[q], r[q], r_low[q], b[q]), stream);
       }
   for (int q = 0; i + 8 <= n; i += 8, q = phases == 3 ? q + 1 : 0) {  // q < 3
     const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i));
-    Out::store(out + i, Out::from_float(form_step8(widen8(v), k[q], r[q], r_low[q], b[q])), stream);
+    Out::store(out + i, form_out8<O>(widen8(v), k[q], r[q], r_low[q], b[q]), stream);
   }
   for (; i < n; ++i) scalar(i);
 }
@@ -323,8 +322,8 @@ ZM_TARGET_AVX2 void channels_planes_avx2(const uint8_t* x, O* out, int64_t plane
     for (int c = 0; c < C; ++c) {
       typename Out::Vector y[4];
       for (int q = 0; q < 4; ++q)
-        y[q] = Out::from_float(form_step8(_mm256_shuffle_epi8(steps[q], to_dwords[c]), k[c], r[c],
-                                          r_low[c], b[c]));
+        y[q] = form_out8<O>(_mm256_shuffle_epi8(steps[q], to_dwords[c]), k[c], r[c], r_low[c],
+                            b[c]);
       Out::store16(out + c * plane + p, y[0], y[1], stream);
       Out::store16(out + c * plane + p + 16, y[2], y[3], stream);
     }
@@ -333,8 +332,7 @@ ZM_TARGET_AVX2 void channels_planes_avx2(const uint8_t* x, O* out, int64_t plane
     const __m256i step = load_pixels8_avx2<C>(x + p * C);
     for (int c = 0; c < C; ++c)
       Out::store(out + c * plane + p,
-                 Out::from_float(form_step8(_mm256_shuffle_epi8(step, to_dwords[c]), k[c], r[c],
-                                            r_low[c], b[c])),
+                 form_out8<O>(_mm256_shuffle_epi8(step, to_dwords[c]), k[c], r[c], r_low[c], b[c]),
                  stream);
   }
   for (; p < p1; ++p) scalar(p);

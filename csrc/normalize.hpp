@@ -418,6 +418,13 @@ template <> struct Avx2Out<Half> {
   }
 };
 
+// Eight int32 lanes of x through the float32 form, as O's eight values.
+template <class O>
+ZM_TARGET_AVX2 ZM_INLINE typename Avx2Out<O>::Vector form_out8(__m256i lanes, __m256 k, __m256 r,
+                                                              __m256 r_low, __m256 b) {
+  return Avx2Out<O>::from_float(form_step8(lanes, k, r, r_low, b));
+}
+
 // uint8 -> float32 or float16, contiguous, 8 values a step: (x - mean) * inv in float64.
 template <class O, bool kConstantStats>
 ZM_TARGET_AVX2 void affine_u8_avx2(const uint8_t* x, const double* mean, const double* inv,

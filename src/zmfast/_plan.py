@@ -154,7 +154,7 @@ def _moments_plan(shape, strides, itemsize, axes, wide_lanes):
             others = math.prod(d[0] for d in red[:-1])
             tail_offset = offset + rows * group * inner_stride
             tail_kept = _columns(kept)
-            tail_red = [[d[0] for d in red[:-1]] + [tail], [d[1] for d in red]]
+            tail_red = _columns(red[:-1] + [(tail, inner_stride)])
 
             def wide_lanes_plan(x, want_m2, kernel):
                 mean = np.empty(outer_size * wide)
