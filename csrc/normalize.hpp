@@ -501,6 +501,27 @@ ZM_TARGET_AVX2 void affine_u8_rows_avx2(const uint8_t* x, int64_t x_row, const d
 
 
 #if ZMFAST_X86_DISPATCH
+// One row through its groups from `group` on while they take the form without a fix (state
+// 1), at most `groups` of them; returns how many it did. A row a call (streamed float32) spent
+// half its instructions on the row loop's per-group set-up; this loop folds the form's loads
+// into its arithmetic.
+template <class O, bool kStream>
+ZM_TARGET_AVX2 ZM_INLINE int64_t form_row_plain_groups_avx2(const uint8_t* x, const float* group,
+                                                           const uint8_t* state, O* out,
+                                                           int64_t groups) {
+  int64_t g = 0;
+  for (; g < groups && state[g] == 1; ++g, x += 16, group += 64, out += 16) {
+    typename Avx2Out<O>::Vector y[2];
+    for (int h = 0; h < 2; ++h)
+      y[h] = form_out8<O>(
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + 8 * h))),
+          _mm256_loadu_ps(group + 8 * h), _mm256_loadu_ps(group + 16 + 8 * h),
+          _mm256_loadu_ps(group + 32 + 8 * h), _mm256_loadu_ps(group + 48 + 8 * h));
+    Avx2Out<O>::store16(out, y[0], y[1], kStream);
+  }
+  return g;
+}
+
 // affine_u8_rows_form_avx512 with AVX2, into float32 or float16: each group of 16 columns in
 // the form (state 1 or 2) takes the float32 form in two 8-lane halves, with its fixed value
 // (state 2) blended in (a float16 fix as the float32 of its half, which F16C converts back to
@@ -515,6 +536,16 @@ ZM_TARGET_AVX2 void affine_u8_rows_form_avx2(const uint8_t* x, int64_t x_row, co
   affine_u8_rows_avx2<O>(x, x_row, mean, inv, out, out_row, rows, head, false);
   int64_t i = head;
   for (; i + 16 <= n; i += 16) {
+    if (rows == 1) {
+      const int64_t g = (i - head) / 16, left = (n - i) / 16;
+      const int64_t done =
+          stream ? form_row_plain_groups_avx2<O, true>(x + i, form.coef + 64 * g,
+                                                       form.state + g, out + i, left)
+                 : form_row_plain_groups_avx2<O, false>(x + i, form.coef + 64 * g,
+                                                        form.state + g, out + i, left);
+      i += 16 * done;
+      if (i + 16 > n) break;
+    }
     const uint8_t state = form.state[(i - head) / 16];
     if (state == 0) {
       affine_u8_rows_avx2<O>(x + i, x_row, mean + i, inv + i, out + i, out_row, rows, 16, stream);
@@ -791,6 +822,23 @@ void affine(const char* x, const double* mean, const double* inv, char* out, con
     // The form's groups start form->head columns into the first block, and every later block
     // (kStatsBlock, a multiple of 16) starts on a group.
     const int64_t head = form ? form->head : 0;
+    // Contiguous rows, each a whole number of lines whose first line starts `head` columns
+    // in: a row's last 16 - head columns and the next row's first `head` share a line. A
+    // thread streams that line as one float64 step of the wrapped statistics, instead of two
+    // partial lines of scalar normal stores (each of which read the line from memory first).
+    // Only AVX2's streamed float32 rows, a row a call, take it.
+    alignas(32) double wrap_mean[16], wrap_inv[16];
+    const int64_t wrap_tail = 16 - head;  // the row's columns in the shared line
+    [[maybe_unused]] const bool wrap_rows =
+        ZMFAST_X86_DISPATCH && grouped && level == Level::avx2 && form && stream &&
+        std::is_same<O, float>::value && head > 0 && run % 16 == 0 &&
+        outer.stride[0][0] == run && outer.stride[2][0] == run * int64_t(sizeof(O));
+    if (wrap_rows)
+      for (int j = 0; j < 16; ++j) {
+        const int64_t col = j < wrap_tail ? run - wrap_tail + j : j - wrap_tail;
+        wrap_mean[j] = reinterpret_cast<const double*>(stats_base_mean)[col];
+        wrap_inv[j] = reinterpret_cast<const double*>(stats_base_inv)[col];
+      }
     // Rows [r0, r1) over columns [c0, c0 + len), a block of the statistics.
     auto rows_block = [&](int64_t r0, int64_t r1, int64_t c0, int64_t len) {
       const double* block_mean = reinterpret_cast<const double*>(stats_base_mean + c0 * ss);
@@ -822,11 +870,22 @@ void affine(const char* x, const double* mean, const double* inv, char* out, con
               const int rows_a_call = form && rows_stream ? 1 : rows_here;
               const int64_t out_step = out_row / int64_t(sizeof(O));
               for (int q = 0; q < rows_here; q += rows_a_call) {
-                if (form)
-                  affine_u8_rows_form_avx2<O>(xr + q * x_row, x_row, block_mean, block_inv,
-                                              block_form, block_head, orow + q * out_step,
-                                              out_step, rows_a_call, len, rows_stream);
-                else
+                if (form) {
+                  // Shared lines (wrap_rows): the range's later rows leave their head, and its
+                  // earlier rows write their tail with the next row's head. ([r0, r1) is the
+                  // thread's whole range here: streamed outputs are never fresh.)
+                  const bool wrap = wrap_rows && rows_stream && rows_a_call == 1;
+                  const int64_t skip = wrap && c0 == 0 && r + q > r0 ? block_head : 0;
+                  const int64_t cut = wrap && c0 + len == run && r + q + 1 < r1 ? wrap_tail : 0;
+                  O* const o = orow + q * out_step;
+                  affine_u8_rows_form_avx2<O>(xr + q * x_row + skip, x_row, block_mean + skip,
+                                              block_inv + skip, block_form, block_head - skip,
+                                              o + skip, out_step, rows_a_call, len - skip - cut,
+                                              rows_stream);
+                  if (cut)
+                    affine_u8_rows_avx2<O>(xr + q * x_row + len - cut, x_row, wrap_mean,
+                                           wrap_inv, o + len - cut, out_step, 1, 16, true);
+                } else
                   affine_u8_rows_avx2<O>(xr + q * x_row, x_row, block_mean, block_inv,
                                          orow + q * out_step, out_step, rows_a_call, len,
                                          rows_stream);

@@ -258,6 +258,45 @@ def test_per_pixel_statistics_seen_again(dtype, placement, threads, streams):
         assert states[2] > 0.05  # some with a value fixed: those are exercised above
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("skip", [0, 5, 15])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("width", [32, 64])
+def test_per_pixel_rows_that_share_lines(dtype, skip, threads, width):
+    """Rows of a whole number of lines, streamed into an out= that starts ``skip`` values
+    past a line: a row's last values and the next row's first share a line, which a thread
+    streams as one step (float32), so the next row leaves its head. 37 rows (threads start
+    and end mid-way), 1,536 or 9,216 columns (one column block of the kernel, or two), one
+    group outside the form (float64) between groups that take it; in float16 some groups
+    have a fixed value, and the last row (which one thread does alone) holds every fixed
+    value. Every value is checked after the out= was filled with NaN."""
+    skip_without_pixel_form(dtype)
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 256, (37, width // 2 if width == 32 else 48, width, 3), np.uint8)
+    mean, std = x.mean(axis=0), x.std(axis=0) + 0.25
+    mean[0, 3, 1] = 3e6  # column 10, in the first group after the head
+    out = aligned_empty((x.size + skip,), dtype)[skip:skip + x.size].reshape(x.shape)
+    head = (-out.ctypes.data % 64) // out.itemsize
+    coef, state, _ = core.pixel_form(mean.reshape(-1), 1.0 / std.reshape(-1),
+                                     dtype == np.float16, head)
+    fix_x = coef.reshape(-1)[64 * state.size:].reshape(-1, 2, 16)[:, 0].view(np.int32)
+    fixed = (state[:, None] == 2) & (fix_x >= 0)
+    x.reshape(37, -1)[-1, head:head + fix_x.size][fixed.reshape(-1)] = fix_x[fixed]
+    assert np.count_nonzero(fixed) > (10 if dtype == np.float16 else -1)
+    expected = reference(x, mean, std, dtype, False)
+    before, stream_before = zm.get_num_threads(), core.stream_bytes()
+    zm.set_num_threads(threads)
+    core.set_stream_bytes(1 << 16)
+    try:
+        for _ in range(3):  # the third call takes the form
+            out[...] = np.nan
+            zm.standardize(x, mean, std, dtype=dtype, out=out)
+            assert_bound(out, expected)
+    finally:
+        zm.set_num_threads(before)
+        core.set_stream_bytes(stream_before)
+
+
 def test_per_pixel_statistics_edited_in_place():
     """Statistics the caller edits between calls are compared by value, so the result
     follows the edit."""
