@@ -129,15 +129,19 @@ def test_large_batches(dtype, channels_first, placement, threads):
 @pytest.mark.parametrize("channels", [3, 4])
 @pytest.mark.parametrize("offset", [0, 16, 2])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_channels_first_streams_from_any_start(dtype, channels, offset, threads):
+@pytest.mark.parametrize("images, height, width", [(3, 160, 256), (5, 16, 97)])
+def test_channels_first_streams_from_any_start(dtype, channels, offset, threads, images,
+                                               height, width):
     """Channels-first into an out= that streams, with planes a whole number of lines (160 x
     256 pixels: 80 KB of float16 or more, so off-line starts stream too on AVX2): out on a
     line, 16 bytes past one (as np.empty places a large array) and two bytes past one; three
-    images, so that two threads split one mid-plane."""
+    images, so that two threads split one mid-plane. Planes of 16 x 97 pixels (1,552: three
+    chunks of AVX2's plane-at-a-time loop and a part, 8-pixel steps and single pixels
+    after them) stream from a line."""
     rng = np.random.default_rng(8)
-    x = rng.integers(0, 256, (3, 160, 256, channels), dtype=np.uint8)
+    x = rng.integers(0, 256, (images, height, width, channels), dtype=np.uint8)
     mean, std = x.mean(axis=(0, 1, 2)), x.std(axis=(0, 1, 2))
-    shape = (3, channels, 160, 256)
+    shape = (images, channels, height, width)
     size = int(np.prod(shape))
     itemsize = np.dtype(dtype).itemsize
     holder = aligned_empty((size * itemsize + 64,), np.uint8)
@@ -145,7 +149,7 @@ def test_channels_first_streams_from_any_start(dtype, channels, offset, threads)
     assert out.ctypes.data % 64 == offset
     before, stream_before = zm.get_num_threads(), core.stream_bytes()
     zm.set_num_threads(threads)
-    core.set_stream_bytes(1 << 20)  # the batch reads and writes 1.5 to 3.2 MB
+    core.set_stream_bytes(min(1 << 20, x.size))  # the batch reads and writes 1.5 to 3.2 MB
     try:
         out[...] = np.nan  # every value must be written
         got = zm.standardize(x, mean, std, dtype=dtype, channels_first=True, out=out)
