@@ -137,7 +137,8 @@ def test_channels_first_streams_from_any_start(dtype, channels, offset, threads,
     line, 16 bytes past one (as np.empty places a large array) and two bytes past one; three
     images, so that two threads split one mid-plane. Planes of 16 x 97 pixels (1,552: three
     chunks of AVX2's plane-at-a-time loop and a part, 8-pixel steps and single pixels
-    after them) stream from a line."""
+    after them) stream from a line; off a line, AVX2 streams the lines two planes share as
+    one (five images: each thread's first head and last tail take normal stores)."""
     rng = np.random.default_rng(8)
     x = rng.integers(0, 256, (images, height, width, channels), dtype=np.uint8)
     mean, std = x.mean(axis=(0, 1, 2)), x.std(axis=(0, 1, 2))
