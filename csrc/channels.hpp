@@ -346,8 +346,8 @@ ZM_TARGET_AVX2 void channels_planes_avx2(const uint8_t* x, O* out, int64_t plane
   // between C planes every two lines ran far below the memory's speed on the Zen 3. In
   // alternating rounds (out= on a line, 2 threads), the hopping loop took 1.2x-1.3x the time
   // of this one for RGB float32 (at the conversion floor now), 3.1x-3.3x for RGBA, and
-  // 1.0x-1.08x for float16; normal stores (np.empty's cifar planes, fresh arrays) keep the
-  // hopping loop, which took 0.88x and 0.93x-0.98x the time of chunks there.
+  // 1.0x-1.08x for float16; normal stores (small planes off a line, fresh arrays) keep the
+  // hopping loop, which took 0.81x-0.88x and 0.91x-0.98x the time of chunks there.
   if (stream)
     for (int64_t end = 0; p + 32 <= p1; p = end) {
       end = p + std::min<int64_t>(kPlaneChunkPixels, (p1 - p) / 32 * 32);
@@ -380,11 +380,12 @@ ZM_TARGET_AVX2 void channels_planes_avx2(const uint8_t* x, O* out, int64_t plane
 // planes a whole number of lines): each plane's last `64 / sizeof(O) - head` values and the
 // next plane's first `head` (the next image's first plane after an image's last) share a
 // line. The planes stream from their first line on, and each shared line streams as one
-// (its values computed one by one); only the first image's head and the last image's tail
-// take normal stores. np.empty puts a large array 16 bytes past a line, where cifar's 4 KB
-// planes, with normal stores on either side of each shared line, had kept normal stores
-// throughout: in alternating rounds (2 threads, cifar into np.empty) those took 1.7x the
-// time of this for RGB float32, 1.3x for float16 and 1.1x for RGBA.
+// (its values from the plane's last 8-pixel steps and the next plane's first); only the
+// first image's head and the last image's tail take normal stores. np.empty puts a large
+// array 16 bytes past a line, where cifar's 4 KB planes, with normal stores on either side of
+// each shared line, had kept normal stores throughout: in alternating rounds (2 threads,
+// cifar into np.empty) those took 1.7x the time of this for RGB float32, 1.3x for float16 and
+// 1.1x for RGBA.
 template <int C, class O>
 ZM_TARGET_AVX2 void channels_seamed_images_avx2(const uint8_t* x, O* out, int64_t pixels,
                                                 int64_t head, int64_t i0, int64_t i1,
@@ -424,9 +425,10 @@ ZM_TARGET_AVX2 void channels_seamed_images_avx2(const uint8_t* x, O* out, int64_
                           form_out8<O>(_mm256_shuffle_epi8(starts, to_dwords[n]), k[n], r[n],
                                        r_low[n], b[n]), false);
       }
+      const auto* shared = reinterpret_cast<const __m256i*>(both + head);
       for (int half = 0; half < 2; ++half)
         _mm256_stream_si256(reinterpret_cast<__m256i*>(seam) + half,
-                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(both + head) + half));
+                            _mm256_loadu_si256(shared + half));
     }
   }
 }
@@ -685,11 +687,11 @@ void affine_channels(const uint8_t* x, O* out, const Space& space, const Channel
                         (out_at % 64 == 0 || (!avx512 && out_at % sizeof(O) == 0 &&
                                               plane_bytes >= kOffLinePlaneBytes));
     for (int i = 0; i < nd - 2; ++i) plane_stream = plane_stream && space.stride[2][i] % 64 == 0;
-    // Smaller planes off a line, of contiguous images: shared lines (channels_seamed_images_avx2).
+    // Smaller planes off a line, of contiguous images: their shared lines stream whole.
     const int64_t images = nd == 3 ? space.extent[0] : 0;
     if (!avx512 && stream && !plane_stream && plane_bytes % 64 == 0 && out_at % 64 != 0 &&
-        out_at % sizeof(O) == 0 && images > 0 &&
-        space.stride[0][0] == pixels * cc.channels && space.stride[2][0] == cc.channels * plane_bytes) {
+        out_at % sizeof(O) == 0 && images > 0 && space.stride[0][0] == pixels * cc.channels &&
+        space.stride[2][0] == cc.channels * plane_bytes) {
       const int64_t head = int64_t((64 - out_at % 64) / sizeof(O));
       parallel_tasks(threads, threads, [&](int64_t t) {
         int64_t i0, i1;
