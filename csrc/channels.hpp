@@ -80,6 +80,11 @@ template <class O> ZM_INLINE O from_float(float y) {
   else return y;
 }
 
+// One value of channel c through the channel form, as O (the kernels' scalar heads and tails).
+template <class O> ZM_INLINE O channel_out(uint8_t v, int c, const ChannelCoefficients& cc) {
+  return from_float<O>(channel_value(float(v), cc.k[c], cc.r[c], cc.r_low[c], cc.b[c]));
+}
+
 #if ZMFAST_X86_DISPATCH
 // The same operations as channel_value, sixteen int32 lanes at a time.
 ZM_TARGET_AVX512 ZM_INLINE __m512 channel_step(__m512i lanes, __m512 k, __m512 r, __m512 r_low,
@@ -104,7 +109,7 @@ ZM_TARGET_AVX512 void channels_run_avx512(const uint8_t* x, O* out, int64_t n, i
   const int C = cc.channels;
   auto scalar = [&](int64_t i) {
     const int c = int((first + i) % C);
-    out[i] = from_float<O>(channel_value(float(x[i]), cc.k[c], cc.r[c], cc.r_low[c], cc.b[c]));
+    out[i] = channel_out<O>(x[i], c, cc);
   };
   int64_t i = 0;
   if (stream) {
@@ -162,9 +167,7 @@ ZM_TARGET_AVX512 void channels_planes_avx512(const uint8_t* x, O* out, int64_t p
   static_assert(C == 3 || C == 4, "three or four channels");
   auto scalar = [&](int64_t p) {
     for (int c = 0; c < C; ++c)
-      out[c * plane + p] =
-          from_float<O>(
-              channel_value(float(x[p * C + c]), cc.k[c], cc.r[c], cc.r_low[c], cc.b[c]));
+      out[c * plane + p] = channel_out<O>(x[p * C + c], c, cc);
   };
   int64_t p = p0;
   for (; p < p1 && p % 16 != 0; ++p) scalar(p);  // whole steps start on aligned pixels
@@ -225,7 +228,7 @@ ZM_TARGET_AVX2 void channels_run_avx2(const uint8_t* x, O* out, int64_t n, int f
   int64_t i = 0;
   const auto scalar = [&](int64_t at) {
     const int c = int((first + at) % C);
-    out[at] = from_float<O>(channel_value(float(x[at]), cc.k[c], cc.r[c], cc.r_low[c], cc.b[c]));
+    out[at] = channel_out<O>(x[at], c, cc);
   };
   if (stream) {
     const uintptr_t address = reinterpret_cast<uintptr_t>(out);
@@ -329,8 +332,7 @@ ZM_TARGET_AVX2 void channels_planes_avx2(const uint8_t* x, O* out, int64_t plane
   using Out = Avx2Out<O>;
   const auto scalar = [&](int64_t p) {
     for (int c = 0; c < C; ++c)
-      out[c * plane + p] =
-          from_float<O>(channel_value(float(x[p * C + c]), cc.k[c], cc.r[c], cc.r_low[c], cc.b[c]));
+      out[c * plane + p] = channel_out<O>(x[p * C + c], c, cc);
   };
   int64_t p = p0;
   // Streaming steps start on a line; normal stores start at once (peeling up to 31 pixels of
@@ -392,9 +394,6 @@ ZM_TARGET_AVX2 void channels_seamed_images_avx2(const uint8_t* x, O* out, int64_
                                                 const ChannelCoefficients& cc) {
   constexpr int64_t kLine = 64 / int64_t(sizeof(O));
   const int64_t tail = kLine - head;
-  const auto value = [&](const uint8_t* px, int c) {
-    return from_float<O>(channel_value(float(px[c]), cc.k[c], cc.r[c], cc.r_low[c], cc.b[c]));
-  };
   __m256 k[C], r[C], r_low[C], b[C];
   __m256i to_dwords[C];
   channel_vectors_avx2<C>(cc, k, r, r_low, b, to_dwords);
@@ -402,13 +401,13 @@ ZM_TARGET_AVX2 void channels_seamed_images_avx2(const uint8_t* x, O* out, int64_
     const uint8_t* xi = x + i * pixels * C;
     O* oi = out + i * C * pixels;
     if (i == i0)
-      for (int64_t p = 0; p < head; ++p) oi[p] = value(xi + p * C, 0);
+      for (int64_t p = 0; p < head; ++p) oi[p] = channel_out<O>(xi[p * C], 0, cc);
     channels_planes_avx2<C, O>(xi, oi, pixels, head, pixels - tail, cc, true);
     for (int c = 0; c < C; ++c) {
       O* const seam = oi + c * pixels + pixels - tail;  // on a line
       const uint8_t* const last = xi + (pixels - tail) * C;
       if (c == C - 1 && i + 1 == i1) {
-        for (int64_t p = 0; p < tail; ++p) seam[p] = value(last + p * C, c);
+        for (int64_t p = 0; p < tail; ++p) seam[p] = channel_out<O>(last[p * C + c], c, cc);
         break;
       }
       // The plane's last line of values and the next plane's first, side by side; the

@@ -829,7 +829,7 @@ void affine(const char* x, const double* mean, const double* inv, char* out, con
     // Only AVX2's streamed float32 rows, a row a call, take it.
     alignas(32) double wrap_mean[16], wrap_inv[16];
     const int64_t wrap_tail = 16 - head;  // the row's columns in the shared line
-    [[maybe_unused]] const bool wrap_rows =
+    const bool wrap_rows =
         ZMFAST_X86_DISPATCH && grouped && level == Level::avx2 && form && stream &&
         std::is_same<O, float>::value && head > 0 && run % 16 == 0 &&
         outer.stride[0][0] == run && outer.stride[2][0] == run * int64_t(sizeof(O));
