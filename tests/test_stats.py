@@ -431,6 +431,61 @@ def test_moments_plans_are_shared_by_one_geometry_only(backend):
     assert len(_plan._MOMENTS_PLANS) <= _plan._MOMENTS_PLANS_MAX
 
 
+def _exact_moments(x, axes_):
+    """Mean and M2 of integer ``x`` over ``axes_``, each rounded once from exact integers."""
+    from fractions import Fraction
+
+    moved = np.moveaxis(x.astype(np.int64), axes_, range(len(axes_)))
+    flat = moved.reshape(-1, int(np.prod(moved.shape[len(axes_):], dtype=np.int64)))
+    n = flat.shape[0]
+    s1 = [int(v) for v in flat.sum(axis=0)]
+    s2 = [int(v) for v in (flat * flat).sum(axis=0)]
+    mean = [float(Fraction(a, n)) for a in s1]
+    m2 = [float(Fraction(n * b - a * a, n)) for a, b in zip(s1, s2)]
+    kept = moved.shape[len(axes_):]
+    return np.reshape(mean, kept), np.reshape(m2, kept)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16])
+def test_exact_plans_are_checked_every_call(backend, dtype):
+    """Integer reductions remember their kernel plan by dtype, shape and axes: later calls
+    of that key with other values, other strides, an unaligned or byte-swapped buffer, a
+    ddof past the count or another backend must each still get their own right answer."""
+    from zmfast import _stats
+
+    rng = np.random.default_rng(5)
+    info = np.iinfo(dtype)
+    shape = (6, 5, 3)
+
+    def draw():
+        return rng.integers(info.min, int(info.max) + 1, size=shape, dtype=dtype)
+
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.frombuffer(draw().tobytes() + b"\0", dtype=np.uint8)
+    unaligned = np.frombuffer(raw.data[1:1 + raw.size - 1], dtype=dtype).reshape(shape)
+    assert itemsize == 1 or not unaligned.flags.aligned
+    swapped = draw().astype(np.dtype(dtype).newbyteorder())
+    wide = rng.integers(info.min, int(info.max) + 1, size=(6, 10, 3), dtype=dtype)
+    for axis in ((0, 1), 0, None):
+        axes_ = normalize_axes(axis, 3)
+        for x in (draw(), draw(), wide[:, ::2], draw()[::-1], unaligned, swapped, draw()):
+            mean, m2 = _exact_moments(x, axes_)
+            got = zm.moments(x, axis=axis)
+            np.testing.assert_allclose(got.mean, mean, rtol=1e-15, atol=0)
+            np.testing.assert_allclose(got.m2, m2, rtol=1e-14, atol=0)
+            count = x.size // mean.size
+            np.testing.assert_allclose(zm.var(x, axis=axis, ddof=1), m2 / (count - 1),
+                                       rtol=1e-14, atol=0)
+            with pytest.warns(RuntimeWarning):
+                expected = np.var(x, axis=axis, ddof=count)
+            with pytest.warns(RuntimeWarning):
+                assert_same_as_numpy(zm.var(x, axis=axis, ddof=count), expected)
+        if backend == "cpp":  # the remembered plans that these calls used
+            assert (zm._config.backend(), np.dtype(dtype), shape, axes_) in _stats._EXACT_PLANS
+        with zm.use_backend("numpy"):  # the same key in another backend: its own path
+            np.testing.assert_allclose(zm.moments(x, axis=axis).m2, m2, rtol=1e-12, atol=0)
+
+
 def test_std_of_subnormal_data_is_not_negative_zero(backend):
     """sqrt(-0.0) is -0.0: a spread rounded to -0.0 must come out as +0.0."""
     for x in (np.array([5e-324, 1e-320]), np.full(1000, 5e-324), np.array([-5e-324, 0.0])):

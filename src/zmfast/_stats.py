@@ -281,17 +281,41 @@ def _overflowed(a, axes, stats):
     return any((b & finite_data).any() for b in broken)
 
 
+# Integer reductions that took the one-call exact kernel lately, so that a loop over batches
+# of one shape skips deciding again (a few microseconds a call, as much as the kernel of a
+# small batch): (backend, dtype, shape, axes) -> (count, (features, lanes, kept shape or
+# None)). Each call still checks contiguity and alignment, and ddof against the count.
+_EXACT_PLANS = {}
+_EXACT_PLANS_MAX = 64
+
+
+def _exact(backend, a, plan, want_m2):
+    """(mean, M2) from the backend's one-call exact kernel as ``plan`` says."""
+    features, lanes, kept = plan
+    mean, m2 = backend.exact_moments(a, features, lanes, want_m2)
+    if kept is not None:  # the kernel's results are one-dimensional
+        mean = mean.reshape(kept)
+        m2 = m2.reshape(kept) if want_m2 else None
+    return mean, m2
+
+
 def _reduce(a, axis, want_m2, ddof=0):
     """(axes, count, (mean, m2)) in float64 of the kept shape; the statistics are None where
     NumPy itself must answer (empty or over-reduced slices with their warnings, dtypes
     without a fast path, and overflows)."""
     axes = normalize_axes(axis, a.ndim)
+    backend = _config.backend()
+    known = _EXACT_PLANS.get((backend, a.dtype, a.shape, axes))
+    if known is not None:
+        count, plan = known
+        flags = a.flags
+        if count > ddof and flags.c_contiguous and flags.aligned:
+            return axes, count, _exact(backend, a, plan, want_m2)
     count = 1
     for ax in axes:
         count *= a.shape[ax]
     if count - ddof <= 0 or a.size == 0 or not is_fast(a):
         return axes, count, None
-    backend = _config.backend()
     if a.dtype.kind == "f":
         stats = backend.moments(a, axes, want_m2)
         if backend.name != "numpy" and _overflowed(a, axes, stats):
@@ -301,18 +325,16 @@ def _reduce(a, axis, want_m2, ddof=0):
     if backend.name != "numpy" and features <= _plan.TINY_EXTENT:
         # A few statistics (per channel, global) of a contiguous integer batch: exact sums
         # over wide lanes, folded back exactly (the kernels' own fold is in float64).
-        exact_moments = getattr(backend, "exact_moments", None)
-        if exact_moments is not None:  # the same sums and steps in one call
+        if getattr(backend, "exact_moments", None) is not None:  # sums and steps in one call
             # (Sorted distinct axes lead when the last is len(axes) - 1.)
             if (count <= _SUMS_LIMITS.get(a.dtype, -1) and a.flags.c_contiguous
                     and (not axes or axes[-1] == len(axes) - 1)):
-                mean, m2 = exact_moments(a, features, RunningSums.lanes_for(features, a.nbytes),
-                                         want_m2)
-                if a.ndim - len(axes) != 1:  # the kernel's results are one-dimensional
-                    kept = a.shape[len(axes):]
-                    mean = mean.reshape(kept)
-                    m2 = m2.reshape(kept) if want_m2 else None
-                return axes, count, (mean, m2)
+                plan = (features, RunningSums.lanes_for(features, a.nbytes),
+                        a.shape[len(axes):] if a.ndim - len(axes) != 1 else None)
+                if len(_EXACT_PLANS) >= _EXACT_PLANS_MAX:
+                    _EXACT_PLANS.clear()
+                _EXACT_PLANS[(backend, a.dtype, a.shape, axes)] = (count, plan)
+                return axes, count, _exact(backend, a, plan, want_m2)
             return axes, count, backend.moments(a, axes, want_m2)
         sums = RunningSums.for_batch(a, axes, stream=False)
         if sums is not None and sums.accepts(a):

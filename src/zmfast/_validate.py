@@ -51,11 +51,12 @@ def is_fast(a):
 def real_array(a, what):
     """``a`` as an ndarray of real numbers, or a TypeError naming ``what``: for non-numbers,
     and for masked arrays, whose mask zmfast's kernels would drop without a word."""
-    if isinstance(a, np.ma.MaskedArray):
-        raise TypeError(f"{what} is a masked array, whose mask would be ignored; pass "
-                        f"{what}.filled(value) or {what}.compressed() (np.ma's own functions "
-                        "honour masks)")
-    a = np.asarray(a)
+    if type(a) is not np.ndarray:  # plain ndarrays (the usual case) need neither check
+        if isinstance(a, np.ma.MaskedArray):
+            raise TypeError(f"{what} is a masked array, whose mask would be ignored; pass "
+                            f"{what}.filled(value) or {what}.compressed() (np.ma's own "
+                            "functions honour masks)")
+        a = np.asarray(a)
     require_real_numeric(a, what)
     return a
 
