@@ -236,22 +236,23 @@ class ColumnSums {
     }
     // uint8 rows go to the pending 32-bit sums where the AVX-512 or AVX2 kernel allows,
     // sparing each small batch the int64 flush; anything else adds to the int64 totals.
-    const bool to_pending = type == 'B' && tail == 0 && rows <= zm::kPendingRows;
-    const bool vnni = zm::use_vnni() && zm::vnni_suits(rows, lanes_);
-    if (to_pending && (pending_rows_ + rows > zm::kPendingRows || vnni != pending_vnni_))
-      flush();  // full, or kept in the other kernel's lane order
+    zm::PendingOrder order{};
+    const bool to_pending = type == 'B' && tail == 0 && rows <= zm::kPendingRows &&
+                            zm::pending_order(rows, lanes_, order);
+    if (to_pending && (pending_rows_ + rows > zm::kPendingRows || order != pending_order_))
+      flush();  // full, or kept in another kernel's lane order
     if (to_pending && pending_.empty()) pending_.resize(size_t((lanes_ + 63) / 64));
     bool pending = false;
     {
       py::gil_scoped_release release;
       if (to_pending)
         pending = zm::add_column_sums_pending(reinterpret_cast<const uint8_t*>(p), rows, lanes_,
-                                              pending_.data(), threads, vnni);
+                                              pending_.data(), threads, order);
       if (!pending) add_rows(type, p, rows, lanes_, s1, s2, threads);
       // The tail is a whole number of statistics' periods: lane j still maps to j % features.
       add_rows(type, p + rows * lanes_ * a.itemsize(), tail ? 1 : 0, tail, s1, s2, threads);
     }
-    if (pending) pending_rows_ += rows, pending_vnni_ = vnni;
+    if (pending) pending_rows_ += rows, pending_order_ = order;
     count[0] += size / features_;
     samples_.mutable_data()[0] += a.shape(0);
     return true;
@@ -261,7 +262,7 @@ class ColumnSums {
   void flush() {
     if (pending_rows_ == 0) return;
     zm::flush_pending(pending_.data(), lanes_, s1_.mutable_data(), s2_.mutable_data(),
-                      pending_vnni_);
+                      pending_order_);
     pending_rows_ = 0;
   }
 
@@ -273,7 +274,7 @@ class ColumnSums {
   py::array_t<int64_t, 0> s1_, s2_, count_, samples_;
   std::vector<zm::PendingChunk> pending_;
   int64_t pending_rows_ = 0;
-  bool pending_vnni_ = false;  // the lane order of the pending sums
+  zm::PendingOrder pending_order_ = zm::PendingOrder::avx512;  // the pending sums' lane order
 };
 
 template <class T>

@@ -479,14 +479,17 @@ constexpr int64_t kU8BlockRows = 512;
 using U8Moments = void(const uint8_t*, int64_t, int64_t, int64_t, double*, double*);
 
 // Per 64-lane chunk, 32-bit sums kept between calls in the kernel's own lane order, so that
-// a stream of small batches skips the int64 flush. The vpmaddwd kernel's (lane 4j+m in dword
-// j of row m): S2 as vpmaddwd sums it, S1 with the two halves of each pair already added.
-// The VNNI kernel's (lane 16L+4m+q in dword 4L+q of row m): S1, and in s2 the signed
-// T = sum x (x - 128) that it sums (S2 = T + 128 S1).
+// a stream of small batches skips the int64 flush. The AVX-512 vpmaddwd kernel's (lane
+// 4j+m in dword j of row m): S2 as vpmaddwd sums it, S1 with the two halves of each pair
+// already added. The AVX2 kernel's the same sums, each 32-lane half h its own (lane
+// 32h + 16i + 4m + j in dword 8h + 4i + j of row m). The VNNI kernel's (lane 16L+4m+q in
+// dword 4L+q of row m): S1, and in s2 the signed T = sum x (x - 128) that it sums
+// (S2 = T + 128 S1).
 struct alignas(64) PendingChunk {
   uint32_t s1[4][16];
   uint32_t s2[4][16];
 };
+enum class PendingOrder { avx512, avx2, vnni };  // whose lane order pending sums hold
 // Rows a pending chunk may take before S2 (2 rows of 255^2 a pair) could pass 2^32, or T
 // (at most 255 * 127 a row) 2^31.
 constexpr int64_t kPendingRows = 65536;
@@ -1294,19 +1297,6 @@ ZM_TARGET_AVX2 ZM_INLINE void unpacked_lane_order_avx2(const __m256i v[4], __m25
   ordered[2] = _mm256_permute2x128_si256(v[0], v[1], 0x31);
   ordered[3] = _mm256_permute2x128_si256(v[2], v[3], 0x31);
 }
-// Lane order (8 lanes a vector) into the pending sums' order of the AVX-512 kernel: lane
-// 4j + m in dword j of v[m]. A 4x4 transpose of dwords in each half, after regrouping the
-// halves so that half h of e, f, g, t holds lanes 16h + 0..3, 4..7, 8..11, 12..15.
-ZM_TARGET_AVX2 ZM_INLINE void pending_lane_order_avx2(const __m256i ordered[4], __m256i v[4]) {
-  const __m256i e = _mm256_permute2x128_si256(ordered[0], ordered[2], 0x20);
-  const __m256i f = _mm256_permute2x128_si256(ordered[0], ordered[2], 0x31);
-  const __m256i g = _mm256_permute2x128_si256(ordered[1], ordered[3], 0x20);
-  const __m256i t = _mm256_permute2x128_si256(ordered[1], ordered[3], 0x31);
-  const __m256i a = _mm256_unpacklo_epi32(e, f), b = _mm256_unpacklo_epi32(g, t);
-  const __m256i c = _mm256_unpackhi_epi32(e, f), d = _mm256_unpackhi_epi32(g, t);
-  v[0] = _mm256_unpacklo_epi64(a, b), v[1] = _mm256_unpackhi_epi64(a, b);
-  v[2] = _mm256_unpacklo_epi64(c, d), v[3] = _mm256_unpackhi_epi64(c, d);
-}
 
 // Each lane's mean and M2 (m2 may be null) from a block's exact sums of `count` rows, given
 // as int32 (S1 < 2^17, S2 < 2^25 for count <= kU8BlockRows): n S2 - S1^2 is exact in
@@ -1391,9 +1381,17 @@ ZM_TARGET_AVX2 ZM_INLINE void add_row_pair_avx2(__m256i a, __m256i b, __m256i& w
   }
 }
 
-// With the pending sink, `lanes` must be a multiple of 32 and the block's sums go into the
-// pending 32-bit sums in the order of the AVX-512 kernel (lane 4j + m in dword j of row m: a
-// chunk of 32 lanes is half of a 64-lane PendingChunk). The moments and means sinks need
+// Row m of S1 (or of S2) of the 32 pending lanes from lane k (a multiple of 32): one half of
+// a PendingChunk row.
+ZM_TARGET_AVX2 ZM_INLINE __m256i* pending_half_avx2(PendingChunk* pending, int64_t k, bool s2,
+                                                   int m) {
+  PendingChunk& chunk = pending[k / 64];
+  return reinterpret_cast<__m256i*>((s2 ? chunk.s2[m] : chunk.s1[m]) + 8 * (k / 32 % 2));
+}
+
+// With the pending sink, `lanes` must be a multiple of 32 and the pending 32-bit sums are the
+// block's own: S2 loaded into the tile and stored back, S1 added (in the kernel's lane order:
+// a chunk of 32 lanes is half of a 64-lane PendingChunk). The moments and means sinks need
 // rows <= kU8BlockRows.
 template <U8Sink kSink>
 ZM_TARGET_AVX2 ZM_INLINE void column_sums_u8_avx2_impl(const uint8_t* x, int64_t row_stride,
@@ -1409,7 +1407,11 @@ ZM_TARGET_AVX2 ZM_INLINE void column_sums_u8_avx2_impl(const uint8_t* x, int64_t
     for (int64_t b0 = 0; b0 < rows; b0 += kU8BlockRows) {
       const int64_t bn = std::min(kU8BlockRows, rows - b0);
       for (int64_t c = 0; c < chunks; ++c)
-        for (int i = 0; i < 8; ++i) sums[c][i] = _mm256_setzero_si256();
+        for (int i = 0; i < 8; ++i)
+          sums[c][i] = kSink == U8Sink::pending && i >= 4
+                           ? _mm256_load_si256(pending_half_avx2(out.pending, k0 + 32 * c, true,
+                                                                 i - 4))
+                           : _mm256_setzero_si256();
       const int64_t group = kn <= 256 ? kU8ShortGroupRows : kU8GroupRows;
       for (int64_t g0 = 0; g0 < bn; g0 += group) {
         const int64_t gn = std::min(group, bn - g0);
@@ -1453,36 +1455,32 @@ ZM_TARGET_AVX2 ZM_INLINE void column_sums_u8_avx2_impl(const uint8_t* x, int64_t
           lanes_s1[m] = _mm256_add_epi32(_mm256_and_si256(pairs, low_words),
                                          _mm256_srli_epi32(pairs, 16));
         }
-        __m256i s1[4], s2[4];
-        unpacked_lane_order_avx2(lanes_s1, s1);
-        if constexpr (kSink != U8Sink::means) unpacked_lane_order_avx2(sums[c] + 4, s2);
-        if constexpr (kSink == U8Sink::pending) {  // vector adds, in the AVX-512 kernel's order
-          __m256i pending1[4], pending2[4];
-          pending_lane_order_avx2(s1, pending1);
-          pending_lane_order_avx2(s2, pending2);
-          PendingChunk& chunk = out.pending[k / 64];
-          const int64_t half = k / 32 % 2;
+        if constexpr (kSink == U8Sink::pending) {  // in the kernel's own order (see above)
           for (int m = 0; m < 4; ++m) {
-            auto* p1 = reinterpret_cast<__m256i*>(&chunk.s1[m][8 * half]);
-            auto* p2 = reinterpret_cast<__m256i*>(&chunk.s2[m][8 * half]);
-            _mm256_store_si256(p1, _mm256_add_epi32(_mm256_load_si256(p1), pending1[m]));
-            _mm256_store_si256(p2, _mm256_add_epi32(_mm256_load_si256(p2), pending2[m]));
-          }
-        } else if constexpr (kSink == U8Sink::totals) {  // int64 adds, 4 lanes at a time
-          for (int i = 0; i < 8; ++i) {
-            const __m256i* from[2] = {s1, s2};
-            int64_t* to[2] = {out.s1 + k + 4 * i, out.s2 + k + 4 * i};
-            for (int u = 0; u < 2; ++u) {
-              const __m256i v = from[u][i / 2];
-              const __m256i wide = _mm256_cvtepu32_epi64(
-                  i % 2 ? _mm256_extracti128_si256(v, 1) : _mm256_castsi256_si128(v));
-              auto* at = reinterpret_cast<__m256i*>(to[u]);
-              _mm256_storeu_si256(at, _mm256_add_epi64(_mm256_loadu_si256(at), wide));
-            }
+            __m256i* const p1 = pending_half_avx2(out.pending, k, false, m);
+            _mm256_store_si256(p1, _mm256_add_epi32(_mm256_load_si256(p1), lanes_s1[m]));
+            _mm256_store_si256(pending_half_avx2(out.pending, k, true, m), sums[c][4 + m]);
           }
         } else {
-          store_block_moments_avx2(s1, s2, bn, out.mean + k,
-                                   kSink == U8Sink::moments ? out.m2 + k : nullptr);
+          __m256i s1[4], s2[4];
+          unpacked_lane_order_avx2(lanes_s1, s1);
+          if constexpr (kSink != U8Sink::means) unpacked_lane_order_avx2(sums[c] + 4, s2);
+          if constexpr (kSink == U8Sink::totals) {  // int64 adds, 4 lanes at a time
+            for (int i = 0; i < 8; ++i) {
+              const __m256i* from[2] = {s1, s2};
+              int64_t* to[2] = {out.s1 + k + 4 * i, out.s2 + k + 4 * i};
+              for (int u = 0; u < 2; ++u) {
+                const __m256i v = from[u][i / 2];
+                const __m256i wide = _mm256_cvtepu32_epi64(
+                    i % 2 ? _mm256_extracti128_si256(v, 1) : _mm256_castsi256_si128(v));
+                auto* at = reinterpret_cast<__m256i*>(to[u]);
+                _mm256_storeu_si256(at, _mm256_add_epi64(_mm256_loadu_si256(at), wide));
+              }
+            }
+          } else {
+            store_block_moments_avx2(s1, s2, bn, out.mean + k,
+                                     kSink == U8Sink::moments ? out.m2 + k : nullptr);
+          }
         }
       }
     }
@@ -1583,53 +1581,66 @@ void add_column_sums(const T* x, int64_t rows, int64_t lanes, int64_t* s1, int64
 
 // Streams of small uint8 batches (StandardScaler.partial_fit): the AVX-512 or AVX2 kernel
 // adds C-contiguous (rows, lanes) batches into `pending` (one PendingChunk per 64 lanes)
-// instead of the int64 totals, split by lanes across threads. Returns false, doing nothing,
-// where that path does not apply (the baseline level, AVX2 rows of lanes not a multiple of
-// 32, or rows too narrow to split by lanes); the caller bounds the pending rows by
-// kPendingRows and calls flush_pending.
-// The VNNI kernel keeps pending sums in its own lane order: `vnni` says which one adds (the
-// caller flushes before switching, and asks for VNNI where vnni_suits).
-inline bool add_column_sums_pending(const uint8_t* x, int64_t rows, int64_t lanes,
-                                    PendingChunk* pending, int requested_threads, bool vnni) {
+// instead of the int64 totals, split by lanes across threads. pending_order says which kernel
+// adds a batch at the current level, so in which lane order (false where none does: the
+// baseline level, or AVX2 rows of lanes not a multiple of 32); the caller flushes before the
+// order changes, bounds the pending rows by kPendingRows and calls flush_pending.
+inline bool pending_order(int64_t rows, int64_t lanes, PendingOrder& order) {
 #if ZMFAST_X86_DISPATCH
   const Level level = current_level();
-  // AVX2: its kernel's order is the non-VNNI one, in chunks of 32 lanes.
-  const bool avx2 = level == Level::avx2 && !vnni && lanes % 32 == 0;
-  if (level != Level::avx512 && !avx2) return false;
+  if (level == Level::avx512) {
+    order = use_vnni() && vnni_suits(rows, lanes) ? PendingOrder::vnni : PendingOrder::avx512;
+    return true;
+  }
+  if (level == Level::avx2 && lanes % 32 == 0) {
+    order = PendingOrder::avx2;
+    return true;
+  }
+#endif
+  (void)rows, (void)lanes, (void)order;
+  return false;
+}
+// Adds the batch with the kernel of `order` (from pending_order); returns false, doing
+// nothing, where its rows are too narrow to split by lanes.
+inline bool add_column_sums_pending(const uint8_t* x, int64_t rows, int64_t lanes,
+                                    PendingChunk* pending, int requested_threads,
+                                    PendingOrder order) {
+#if ZMFAST_X86_DISPATCH
   if (rows == 0) return true;
   const int threads = threads_for(requested_threads, rows * lanes);
   const int64_t lines = (lanes + 63) / 64;
   if (threads > 1 && lines < 4 * threads) return false;
+  U8Sums* const sums = order == PendingOrder::avx2   ? column_sums_u8_avx2_to
+                       : order == PendingOrder::vnni ? column_sums_u8_vnni
+                                                     : column_sums_u8_avx512;
   parallel_tasks(threads, threads, [&](int64_t t) {
     int64_t l0, l1;
     split_range(lines, threads, t, l0, l1);
     const int64_t k0 = l0 * 64, k1 = std::min(lanes, l1 * 64);
-    if (k0 >= k1) return;
-    U8Sums* const sums = avx2   ? column_sums_u8_avx2_to
-                         : vnni ? column_sums_u8_vnni
-                                : column_sums_u8_avx512;
-    sums(x + k0, lanes, rows, k1 - k0, nullptr, nullptr, pending + l0);
+    if (k0 < k1) sums(x + k0, lanes, rows, k1 - k0, nullptr, nullptr, pending + l0);
   });
   return true;
 #else
-  (void)x, (void)rows, (void)lanes, (void)pending, (void)requested_threads, (void)vnni;
+  (void)x, (void)rows, (void)lanes, (void)pending, (void)requested_threads, (void)order;
   return false;
 #endif
 }
 
-// Adds the pending sums into the int64 totals in lane order and clears them; `vnni`: the
-// VNNI kernel's order (lane 16L + 4m + q in dword 4L + q of row m), else the other's (lane
-// 4j + m in dword j of row m).
+// Adds the pending sums, kept in `order` (see PendingChunk), into the int64 totals in lane
+// order and clears them.
 inline void flush_pending(PendingChunk* pending, int64_t lanes, int64_t* s1, int64_t* s2,
-                          bool vnni) {
+                          PendingOrder order) {
   for (int64_t k = 0; k < lanes; ++k) {
     PendingChunk& chunk = pending[k / 64];
-    const int lane = int(k % 64);
-    const int m = vnni ? lane % 16 / 4 : lane % 4;
-    const int j = vnni ? lane / 16 * 4 + lane % 4 : lane / 4;
+    const int lane = int(k % 64), in_half = lane % 32;
+    int m = lane % 4, j = lane / 4;  // the AVX-512 vpmaddwd kernel's
+    if (order == PendingOrder::vnni) m = lane % 16 / 4, j = lane / 16 * 4 + lane % 4;
+    if (order == PendingOrder::avx2)
+      m = in_half % 16 / 4, j = lane / 32 * 8 + in_half / 16 * 4 + in_half % 4;
     s1[k] += chunk.s1[m][j];
-    s2[k] += vnni ? int64_t(int32_t(chunk.s2[m][j])) + 128 * int64_t(chunk.s1[m][j])
-                  : int64_t(chunk.s2[m][j]);
+    s2[k] += order == PendingOrder::vnni
+                 ? int64_t(int32_t(chunk.s2[m][j])) + 128 * int64_t(chunk.s1[m][j])
+                 : int64_t(chunk.s2[m][j]);
   }
   for (int64_t c = 0; c < (lanes + 63) / 64; ++c) pending[c] = PendingChunk{};
 }
