@@ -522,6 +522,59 @@ ZM_TARGET_AVX2 ZM_INLINE int64_t form_row_plain_groups_avx2(const uint8_t* x, co
   return g;
 }
 
+// Streamed float16 rows through pairs of groups in the form (state 1 or 2), from `out` on a
+// line, while both groups of a pair have one: the rows share the pair's form (from L1 after
+// the first row), and each row's 32 values are one whole line, streamed before the next
+// row's. Returns the columns done. Half a line a row step (a group) made the streaming stores
+// of the rows interleave (25.9 ms imagenet per pixel, above); a row at a time reads the whole
+// form for every row. In alternating blocks of calls (2 threads, per pixel into out=), this
+// took 0.73-0.80x the time of four rows with normal stores on cifar and imagenet (streamed a
+// row at a time: 1.1-1.2x), and 0.85-0.93x the time of float32.
+ZM_TARGET_AVX2 ZM_INLINE int64_t form_rows_lines_half_avx2(const uint8_t* x, int64_t x_row,
+                                                          const float* group, const float* fixes,
+                                                          const uint8_t* state, Half* out,
+                                                          int64_t out_row, int rows,
+                                                          int64_t pairs) {
+  int64_t p = 0;
+  for (; p < pairs && state[2 * p] != 0 && state[2 * p + 1] != 0;
+       ++p, x += 32, group += 128, fixes += 64, out += 32) {
+    const bool fixed = state[2 * p] == 2 || state[2 * p + 1] == 2;
+    __m256i fix_x[4];
+    __m256 fix_y[4];
+    for (int q = 0; q < 4; ++q) {
+      if (state[2 * p + q / 2] == 2) {
+        const float* f = fixes + 32 * (q / 2) + 8 * (q % 2);
+        fix_x[q] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(f));
+        const __m256i bits = _mm256_castps_si256(_mm256_loadu_ps(f + 16));
+        fix_y[q] = _mm256_cvtph_ps(
+            _mm_packus_epi32(_mm256_castsi256_si128(bits), _mm256_extracti128_si256(bits, 1)));
+      } else {
+        fix_x[q] = _mm256_set1_epi32(-1);
+        fix_y[q] = _mm256_setzero_ps();
+      }
+    }
+    for (int row = 0; row < rows; ++row) {
+      const uint8_t* xr = x + row * x_row;
+      __m128i h[4];
+      for (int q = 0; q < 4; ++q) {
+        const float* c = group + 64 * (q / 2) + 8 * (q % 2);
+        const __m256i xi = _mm256_cvtepu8_epi32(
+            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(xr + 8 * q)));
+        __m256 f = form_step8(xi, _mm256_loadu_ps(c), _mm256_loadu_ps(c + 16),
+                              _mm256_loadu_ps(c + 32), _mm256_loadu_ps(c + 48));
+        if (fixed)
+          f = _mm256_blendv_ps(f, fix_y[q],
+                               _mm256_castsi256_ps(_mm256_cmpeq_epi32(xi, fix_x[q])));
+        h[q] = Avx2Out<Half>::from_float(f);
+      }
+      Half* o = out + row * out_row;
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(o), _mm256_set_m128i(h[1], h[0]));
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(o + 16), _mm256_set_m128i(h[3], h[2]));
+    }
+  }
+  return 32 * p;
+}
+
 // affine_u8_rows_form_avx512 with AVX2, into float32 or float16: each group of 16 columns in
 // the form (state 1 or 2) takes the float32 form in two 8-lane halves, with its fixed value
 // (state 2) blended in (a float16 fix as the float32 of its half, which F16C converts back to
@@ -536,6 +589,14 @@ ZM_TARGET_AVX2 void affine_u8_rows_form_avx2(const uint8_t* x, int64_t x_row, co
   affine_u8_rows_avx2<O>(x, x_row, mean, inv, out, out_row, rows, head, false);
   int64_t i = head;
   for (; i + 16 <= n; i += 16) {
+    if constexpr (std::is_same<O, Half>::value) {
+      if (stream && reinterpret_cast<uintptr_t>(out + i) % 64 == 0) {
+        i += form_rows_lines_half_avx2(x + i, x_row, form.coef + 4 * (i - head),
+                                       form.fix + 2 * (i - head), form.state + (i - head) / 16,
+                                       out + i, out_row, rows, (n - i) / 32);
+        if (i + 16 > n) break;
+      }
+    }
     if (rows == 1) {
       const int64_t g = (i - head) / 16, left = (n - i) / 16;
       const int64_t done =
@@ -862,12 +923,14 @@ void affine(const char* x, const double* mean, const double* inv, char* out, con
               // Measured on the AVX2 Zen 3 in alternating rounds of one process (2 threads,
               // imagenet per pixel into out=): streamed float32 is fastest a row at a time,
               // each row's block one linear stream (0.78-0.95x the time of four rows sharing
-              // each load of the coefficients). float16 is fastest with four rows and normal
-              // stores: 11.0 ms, against 13.4-14.4 streamed a row at a time and 25.9 streamed
-              // four rows at a time (16 values, half a line, a row step). Fresh arrays (normal
-              // stores) keep four rows (one row took 1.14x).
-              const bool rows_stream = block_stream && std::is_same<O, float>::value;
-              const int rows_a_call = form && rows_stream ? 1 : rows_here;
+              // each load of the coefficients). float16 without the form was fastest with four
+              // rows and normal stores: 11.0 ms, against 13.4-14.4 streamed a row at a time and
+              // 25.9 streamed four rows at a time (16 values, half a line, a row step); with the
+              // form, four rows stream whole lines (form_rows_lines_half_avx2). Fresh arrays
+              // (normal stores) keep four rows (one row took 1.14x).
+              constexpr bool kFloat = std::is_same<O, float>::value;
+              const bool rows_stream = block_stream && (kFloat || form);
+              const int rows_a_call = form && rows_stream && kFloat ? 1 : rows_here;
               const int64_t out_step = out_row / int64_t(sizeof(O));
               for (int q = 0; q < rows_here; q += rows_a_call) {
                 if (form) {
