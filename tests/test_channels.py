@@ -264,13 +264,15 @@ def test_per_pixel_statistics_seen_again(dtype, placement, threads, streams):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
-@pytest.mark.parametrize("skip", [0, 5, 15])
+@pytest.mark.parametrize("skip", [0, 5, 15, 25])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("width", [32, 64])
 def test_per_pixel_rows_that_share_lines(dtype, skip, threads, width):
     """Rows of a whole number of lines, streamed into an out= that starts ``skip`` values
     past a line: a row's last values and the next row's first share a line, which a thread
-    streams as one step (float32), so the next row leaves its head. 37 rows (threads start
+    streams as one step (float32), so the next row leaves its head. With ``skip=25`` the
+    groups start 7 columns in, so a block holds an odd number of groups and float16's last
+    one takes the one-group step after the two-group line loop. 37 rows (threads start
     and end mid-way), 1,536 or 9,216 columns (one column block of the kernel, or two), one
     group outside the form (float64) between groups that take it; in float16 some groups
     have a fixed value, and the last row (which one thread does alone) holds every fixed
