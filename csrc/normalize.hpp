@@ -522,14 +522,29 @@ ZM_TARGET_AVX2 ZM_INLINE int64_t form_row_plain_groups_avx2(const uint8_t* x, co
   return g;
 }
 
+// Half h (8 lanes) of a state-2 group's fix at `fixes` (see PixelForm): fix_x, and fix_y as
+// the float32 that O's conversion turns into the fixed result (a float16 fix's half bits
+// widened by F16C, which converts it back to the same bits).
+template <class O>
+ZM_TARGET_AVX2 ZM_INLINE void load_fix8_avx2(const float* fixes, int h, __m256i& fix_x,
+                                             __m256& fix_y) {
+  fix_x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(fixes + 8 * h));
+  fix_y = _mm256_loadu_ps(fixes + 16 + 8 * h);
+  if constexpr (std::is_same<O, Half>::value) {  // half bits in 32-bit lanes
+    const __m256i bits = _mm256_castps_si256(fix_y);
+    fix_y = _mm256_cvtph_ps(
+        _mm_packus_epi32(_mm256_castsi256_si128(bits), _mm256_extracti128_si256(bits, 1)));
+  }
+}
+
 // Streamed float16 rows through pairs of groups in the form (state 1 or 2), from `out` on a
 // line, while both groups of a pair have one: the rows share the pair's form (from L1 after
 // the first row), and each row's 32 values are one whole line, streamed before the next
 // row's. Returns the columns done. Half a line a row step (a group) made the streaming stores
-// of the rows interleave (25.9 ms imagenet per pixel, above); a row at a time reads the whole
-// form for every row. In alternating blocks of calls (2 threads, per pixel into out=), this
-// took 0.73-0.80x the time of four rows with normal stores on cifar and imagenet (streamed a
-// row at a time: 1.1-1.2x), and 0.85-0.93x the time of float32.
+// of the rows interleave (25.9 ms imagenet per pixel, see affine), and a row at a time reads
+// the whole form for every row (1.15-1.19x the time through this loop). In alternating blocks
+// of calls (2 threads, per pixel into out=) this took 0.70-0.89x the time of four rows with
+// normal stores, on cifar and imagenet.
 ZM_TARGET_AVX2 ZM_INLINE int64_t form_rows_lines_half_avx2(const uint8_t* x, int64_t x_row,
                                                           const float* group, const float* fixes,
                                                           const uint8_t* state, Half* out,
@@ -543,12 +558,8 @@ ZM_TARGET_AVX2 ZM_INLINE int64_t form_rows_lines_half_avx2(const uint8_t* x, int
     __m256 fix_y[4];
     for (int q = 0; q < 4; ++q) {
       if (state[2 * p + q / 2] == 2) {
-        const float* f = fixes + 32 * (q / 2) + 8 * (q % 2);
-        fix_x[q] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(f));
-        const __m256i bits = _mm256_castps_si256(_mm256_loadu_ps(f + 16));
-        fix_y[q] = _mm256_cvtph_ps(
-            _mm_packus_epi32(_mm256_castsi256_si128(bits), _mm256_extracti128_si256(bits, 1)));
-      } else {
+        load_fix8_avx2<Half>(fixes + 32 * (q / 2), q % 2, fix_x[q], fix_y[q]);
+      } else {  // no column of the group matches
         fix_x[q] = _mm256_set1_epi32(-1);
         fix_y[q] = _mm256_setzero_ps();
       }
@@ -589,6 +600,8 @@ ZM_TARGET_AVX2 void affine_u8_rows_form_avx2(const uint8_t* x, int64_t x_row, co
   affine_u8_rows_avx2<O>(x, x_row, mean, inv, out, out_row, rows, head, false);
   int64_t i = head;
   for (; i + 16 <= n; i += 16) {
+    // Streamed float16 takes the line loop; the groups it leaves (state 0, a group a line does
+    // not start, a block's odd last one) take the steps below, half a line a row step.
     if constexpr (std::is_same<O, Half>::value) {
       if (stream && reinterpret_cast<uintptr_t>(out + i) % 64 == 0) {
         i += form_rows_lines_half_avx2(x + i, x_row, form.coef + 4 * (i - head),
@@ -621,15 +634,7 @@ ZM_TARGET_AVX2 void affine_u8_rows_form_avx2(const uint8_t* x, int64_t x_row, co
       r_low[h] = _mm256_loadu_ps(group + 32 + 8 * h), b[h] = _mm256_loadu_ps(group + 48 + 8 * h);
     }
     if (state == 2)
-      for (int h = 0; h < 2; ++h) {
-        fix_x[h] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(fixes + 8 * h));
-        fix_y[h] = _mm256_loadu_ps(fixes + 16 + 8 * h);
-        if constexpr (std::is_same<O, Half>::value) {  // half bits in 32-bit lanes
-          const __m256i bits = _mm256_castps_si256(fix_y[h]);
-          fix_y[h] = _mm256_cvtph_ps(
-              _mm_packus_epi32(_mm256_castsi256_si128(bits), _mm256_extracti128_si256(bits, 1)));
-        }
-      }
+      for (int h = 0; h < 2; ++h) load_fix8_avx2<O>(fixes, h, fix_x[h], fix_y[h]);
     for (int row = 0; row < rows; ++row) {
       const __m128i bytes =
           _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + row * x_row + i));
