@@ -62,9 +62,10 @@ class _Estimator:
                              f"{type(self).__name__} was fitted with shape {fitted}")
         return axes, kept
 
-    def _counted(self, x, kept):
-        """Record a fitted batch: samples seen and the shape the statistics must keep."""
-        self.n_samples_seen_ += x.shape[0]
+    def _counted(self, x, kept, samples=None):
+        """Record a fitted batch: samples seen (``samples``, or all of ``x``'s) and the shape
+        the statistics must keep."""
+        self.n_samples_seen_ += x.shape[0] if samples is None else samples
         self._fitted_ndim, self._fitted_kept = x.ndim, kept
         self.n_features_in_ = x.shape[1] if x.ndim == 2 else None
         return self
@@ -169,7 +170,7 @@ class StandardScaler(_Estimator):
         if x.size == 0:
             raise ValueError(f"cannot fit on an empty array of shape {x.shape}")
         self._reset()
-        return self.partial_fit(x)
+        return self._add_batch(x, stream=False)
 
     def partial_fit(self, x, y=None):
         """Merge the statistics of the batch ``x`` into the fitted ones.
@@ -182,6 +183,13 @@ class StandardScaler(_Estimator):
         try_add = self.__dict__.get("_try_add")
         if try_add is not None and try_add(x):  # the streaming fast path: checks, sums and
             return self                         # samples seen in one call
+        return self._add_batch(x, stream=True)
+
+    def _add_batch(self, x, stream):
+        """``partial_fit`` past its fast path. ``stream``: more batches will follow, so the
+        first batch of new integer sums takes the streaming call too (cifar in 64-image
+        batches: 0.96x the time); ``fit``'s single batch does not (the cpp backend's pending
+        32-bit sums would cost it a set-up and a flush: 1.3x-1.6x the time per pixel)."""
         x = real_array(x, "x")
         if x.ndim == 0:
             raise ValueError("x must have at least one dimension (the samples)")
@@ -193,6 +201,9 @@ class StandardScaler(_Estimator):
         if self._sums is None:
             self._sums = RunningSums.for_batch(x, axes, self._samples)
             self._try_add = None if self._sums is None else self._sums.try_add
+            if stream and self._try_add is not None and self._try_add(x):
+                self._combined = None
+                return self._counted(x, kept, samples=0)  # try_add counted the samples
         if self._sums is not None and self._sums.accepts(x):
             if not self._sums.has_room(x):  # keep the integers exact: fold them in first
                 self._merged = self._current_moments()
