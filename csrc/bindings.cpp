@@ -656,4 +656,6 @@ PYBIND11_MODULE(_core, m) {
 #endif
   m.attr("compiler") = ZMFAST_COMPILER;
   m.attr("cxx_flags") = ZMFAST_CXX_FLAGS;
+  // A test build whose AVX-512 kernels run on SIMDe's emulation (ZMFAST_EMULATE_AVX512).
+  m.attr("avx512_emulated") = zm::kEmulatedAvx512;
 }

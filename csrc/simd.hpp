@@ -9,7 +9,17 @@
 #include <cstring>
 
 // -DZMFAST_NO_DISPATCH builds only the baseline loops, as on other CPUs and compilers.
-#if !defined(ZMFAST_NO_DISPATCH) && (defined(__GNUC__) || defined(__clang__)) && \
+// -DZMFAST_EMULATE_AVX512 (a test build, compiled for AVX2): the AVX-512 kernels run on
+// SIMDe's emulation of their intrinsics, and an AVX2 CPU counts as one with AVX-512, VNNI and
+// VBMI, so that tests reach every kernel on a CPU without them.
+#if defined(ZMFAST_EMULATE_AVX512)
+#define ZMFAST_X86_DISPATCH 1
+#define ZM_TARGET_AVX2
+#define ZM_TARGET_AVX512
+#define ZM_TARGET_AVX512_VNNI
+#define ZM_TARGET_AVX512_VBMI_VNNI
+#include "avx512_emulation.hpp"
+#elif !defined(ZMFAST_NO_DISPATCH) && (defined(__GNUC__) || defined(__clang__)) && \
     (defined(__x86_64__) || defined(__i386__))
 #define ZMFAST_X86_DISPATCH 1
 #define ZM_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -43,13 +53,34 @@ inline const char* level_name(Level level) {
   }
 }
 
+// Whether the AVX-512 kernels are SIMDe's emulation (a test build).
+constexpr bool kEmulatedAvx512 =
+#if defined(ZMFAST_EMULATE_AVX512)
+    true;
+#else
+    false;
+#endif
+
+#if ZMFAST_X86_DISPATCH
+// What the CPU has (a feature name as __builtin_cpu_supports takes it, a string literal), or
+// in the emulating test build what it is taken to have.
+#define ZM_CPU_SUPPORTS(feature) \
+  (__builtin_cpu_init(), ::zm::cpu_feature(feature, __builtin_cpu_supports(feature) != 0))
+
+inline bool cpu_feature(const char* name, bool supported) {
+  if (kEmulatedAvx512 && std::strncmp(name, "avx512", 6) == 0)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+  return supported;
+}
+#endif
+
 inline Level detect_level() {
 #if ZMFAST_X86_DISPATCH
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+  if (ZM_CPU_SUPPORTS("avx512f") && ZM_CPU_SUPPORTS("avx512bw") && ZM_CPU_SUPPORTS("avx512dq") &&
+      ZM_CPU_SUPPORTS("avx512vl"))
     return Level::avx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Level::avx2;
+  if (ZM_CPU_SUPPORTS("avx2") && ZM_CPU_SUPPORTS("fma")) return Level::avx2;
 #endif
   return Level::baseline;
 }
@@ -78,8 +109,7 @@ inline Level current_level() { return Level(level_slot().load(std::memory_order_
 // and switchable off (set_vnni) so that tests also run the plain AVX-512 kernels here.
 inline bool detect_vnni() {
 #if ZMFAST_X86_DISPATCH
-  __builtin_cpu_init();
-  return detect_level() == Level::avx512 && __builtin_cpu_supports("avx512vnni");
+  return detect_level() == Level::avx512 && ZM_CPU_SUPPORTS("avx512vnni");
 #else
   return false;
 #endif
@@ -99,10 +129,7 @@ inline bool use_vnni() {
 // run where the VNNI ones do, and only on CPUs that have both.
 inline bool has_vbmi() {
 #if ZMFAST_X86_DISPATCH
-  static const bool supported = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512vbmi") != 0;
-  }();
+  static const bool supported = ZM_CPU_SUPPORTS("avx512vbmi");
   return supported;
 #else
   return false;

@@ -90,6 +90,9 @@ def test_show_config_reports_the_level(capsys):
     assert f"simd: {core.simd_level()}" in out
     assert ("with VNNI" in out) == core.vnni()
     assert ("and VBMI" in out) == core.vbmi()
+    # Only the test build of .ci/emulated-avx512 runs AVX-512 on SIMDe, and says so.
+    emulated = core.avx512_emulated and core.simd_level() == "avx512"
+    assert ("emulated by SIMDe" in out) == emulated
     assert (f"streaming stores: out= calls that read and write {core.stream_bytes() / 2**20:g}"
             " MiB or more") in out
 

@@ -138,9 +138,10 @@ def get_num_threads():
 
 def _extensions(core):
     """The AVX-512 extensions whose kernels are in use, as show_config words them."""
+    emulated = " (emulated by SIMDe: a test build)" if core.avx512_emulated else ""
     if not core.vnni():
-        return ""
-    return " with VNNI and VBMI" if core.vbmi() else " with VNNI"
+        return emulated if core.simd_level() == "avx512" else ""
+    return (" with VNNI and VBMI" if core.vbmi() else " with VNNI") + emulated
 
 
 def show_config(file=None):

@@ -12,6 +12,7 @@ U8 = npt.NDArray[np.uint8]
 openmp: bool
 compiler: str
 cxx_flags: str
+avx512_emulated: bool
 
 # --- statistics ---------------------------------------------------------------------------
 def moments(x: np.ndarray, offset: int, kept_extent: Ints, kept_strides: Ints,
