@@ -625,6 +625,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_vnni", [](bool enabled) { return zm::set_vnni(enabled); }, py::arg("enabled"),
         "Allow the AVX512-VNNI kernels where the CPU has them (tests turn them off to run the "
         "plain AVX-512 ones); returns whether they are allowed now.");
+  m.def("set_vbmi", [](bool enabled) { return zm::set_vbmi(enabled); }, py::arg("enabled"),
+        "Allow the AVX512-VBMI kernels where the CPU has them (tests turn them off to run a "
+        "CPU with VNNI and no VBMI); returns whether they are allowed now.");
   m.def(
       "floor_read",
       [](const py::array_t<uint8_t, py::array::c_style>& x) {

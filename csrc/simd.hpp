@@ -136,12 +136,26 @@ inline bool has_vbmi() {
 #endif
 }
 
-// The VBMI kernels (which use VNNI too) in use: with VNNI allowed, on a CPU with VBMI.
-inline bool use_vbmi() { return use_vnni() && has_vbmi(); }
+// Switchable off (set_vbmi), so that tests also run a CPU with VNNI and no VBMI (Cascade Lake).
+inline std::atomic<bool>& vbmi_slot() {
+  static std::atomic<bool> slot{true};
+  return slot;
+}
+
+// The VBMI kernels (which use VNNI too) in use: with VNNI and VBMI allowed, on a CPU with VBMI.
+inline bool use_vbmi() {
+  return use_vnni() && has_vbmi() && vbmi_slot().load(std::memory_order_relaxed);
+}
 
 inline bool set_vnni(bool wanted) {
   vnni_slot().store(wanted && detect_vnni());
   return vnni_slot().load();
+}
+
+// Allow the VBMI kernels (where the CPU has them); returns whether they are allowed now.
+inline bool set_vbmi(bool wanted) {
+  vbmi_slot().store(wanted && has_vbmi());
+  return vbmi_slot().load();
 }
 
 // Use `wanted`, or the best supported level below it; returns the level now in use.

@@ -2,8 +2,9 @@
 
 The extension picks the best level at import (capped by ZMFAST_SIMD); these tests force each
 supported level in turn, so the baseline, AVX2 and AVX-512 loops are all held to one answer.
-"avx512-vnni" is the AVX-512 level with its VNNI kernels (uint8 column sums) allowed;
-"avx512" runs it with them switched off.
+"avx512" is the AVX-512 level with its VNNI and VBMI kernels switched off, "avx512-vnni" with
+the VNNI ones (uint8 column sums) allowed, as on a CPU without VBMI (Cascade Lake), and
+"avx512-vnni-vbmi" with the VBMI ones (per-channel uint8 sums) too.
 """
 
 from fractions import Fraction
@@ -15,25 +16,29 @@ import zmfast as zm
 
 core = pytest.importorskip("zmfast._core")  # the cpp backend's own tests fail if it is lost
 
-LEVELS = ("baseline", "avx2", "avx512", "avx512-vnni")
+LEVELS = ("baseline", "avx2", "avx512", "avx512-vnni", "avx512-vnni-vbmi")
 ORDER = {name: rank for rank, name in enumerate(LEVELS)}
 
 
 @pytest.fixture(params=LEVELS)
 def simd_level(request):
-    level = request.param.removesuffix("-vnni")
+    level, *extensions = request.param.split("-")
     best = core.best_simd_level()
     if ORDER[level] > ORDER[best]:
         pytest.skip(f"this CPU supports SIMD up to {best}")
     before = core.simd_level()
     assert core.set_simd_level(level) == level
-    if core.set_vnni(request.param.endswith("-vnni")) != request.param.endswith("-vnni"):
-        core.set_vnni(True)  # the default: allowed where the CPU has it
-        pytest.skip("this CPU has no AVX512-VNNI")
+    for name, switch in (("vnni", core.set_vnni), ("vbmi", core.set_vbmi)):
+        if switch(name in extensions) != (name in extensions):
+            core.set_vnni(True)  # the defaults: allowed where the CPU has them
+            core.set_vbmi(True)
+            pytest.skip(f"this CPU has no AVX512-{name.upper()}")
+    assert core.vbmi() == ("vbmi" in extensions)
     with zm.use_backend("cpp"):
         yield level
     core.set_simd_level(before)
     core.set_vnni(True)
+    core.set_vbmi(True)
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +183,7 @@ def test_finish_spread_matches_numpy_bits(simd_level, size):
 
 def test_vnni_follows_the_level():
     """The VNNI kernels run at the AVX-512 level only, and only where the CPU has them; the
-    VBMI ones only with them."""
+    VBMI ones only with them, and switch off alone."""
     before = core.simd_level()
     try:
         for level in LEVELS[:3]:
@@ -186,10 +191,14 @@ def test_vnni_follows_the_level():
                 assert core.vnni() == (level == "avx512" and core.set_vnni(True))
                 assert core.vbmi() <= core.vnni()
         core.set_simd_level(before)
+        vnni = core.vnni()
+        assert not core.set_vbmi(False) and not core.vbmi() and core.vnni() == vnni
+        core.set_vbmi(True)
         assert not core.set_vnni(False) and not core.vnni() and not core.vbmi()
     finally:
         core.set_simd_level(before)
         core.set_vnni(True)
+        core.set_vbmi(True)
 
 
 def test_streaming_sums_survive_a_vnni_switch():
