@@ -183,48 +183,90 @@ inline float to_float_toward_zero(double d) {
 #define _mm256_mask_storeu_pd(p, k, a) ::zm::emulated::mask_store<double>((p), uint64_t(k), (a))
 
 // Every aligned 512-bit load and store, streaming ones included (stored as normal ones).
+inline __m512i zm_emulated_mm512_load_si512(const void* p) {
+  ::zm::emulated::require_aligned(p, "_mm512_load_si512");
+  return simde_mm512_load_si512(p);
+}
 #undef _mm512_load_si512
-#define _mm512_load_si512(p) \
-  (::zm::emulated::require_aligned((p), "_mm512_load_si512"), simde_mm512_load_si512(p))
+#define _mm512_load_si512 zm_emulated_mm512_load_si512
+inline __m512i zm_emulated_mm512_load_epi32(const void* p) {
+  ::zm::emulated::require_aligned(p, "_mm512_load_epi32");
+  return simde_mm512_load_si512(p);
+}
 #undef _mm512_load_epi32
-#define _mm512_load_epi32(p) \
-  (::zm::emulated::require_aligned((p), "_mm512_load_epi32"), simde_mm512_load_si512(p))
+#define _mm512_load_epi32 zm_emulated_mm512_load_epi32
+inline __m512i zm_emulated_mm512_load_epi64(const void* p) {
+  ::zm::emulated::require_aligned(p, "_mm512_load_epi64");
+  return simde_mm512_load_si512(p);
+}
 #undef _mm512_load_epi64
-#define _mm512_load_epi64(p) \
-  (::zm::emulated::require_aligned((p), "_mm512_load_epi64"), simde_mm512_load_si512(p))
+#define _mm512_load_epi64 zm_emulated_mm512_load_epi64
+inline __m512 zm_emulated_mm512_load_ps(const void* p) {
+  ::zm::emulated::require_aligned(p, "_mm512_load_ps");
+  return simde_mm512_load_ps(p);
+}
 #undef _mm512_load_ps
-#define _mm512_load_ps(p) \
-  (::zm::emulated::require_aligned((p), "_mm512_load_ps"), simde_mm512_load_ps(p))
+#define _mm512_load_ps zm_emulated_mm512_load_ps
+inline __m512d zm_emulated_mm512_load_pd(const void* p) {
+  ::zm::emulated::require_aligned(p, "_mm512_load_pd");
+  return simde_mm512_load_pd(p);
+}
 #undef _mm512_load_pd
-#define _mm512_load_pd(p) \
-  (::zm::emulated::require_aligned((p), "_mm512_load_pd"), simde_mm512_load_pd(p))
+#define _mm512_load_pd zm_emulated_mm512_load_pd
+inline __m512i zm_emulated_mm512_stream_load_si512(const void* p) {
+  ::zm::emulated::require_aligned(p, "_mm512_stream_load_si512");
+  return simde_mm512_load_si512(p);
+}
 #undef _mm512_stream_load_si512
-#define _mm512_stream_load_si512(p) \
-  (::zm::emulated::require_aligned((p), "_mm512_stream_load_si512"), simde_mm512_load_si512(p))
+#define _mm512_stream_load_si512 zm_emulated_mm512_stream_load_si512
+inline void zm_emulated_mm512_store_si512(void* p, __m512i a) {
+  ::zm::emulated::require_aligned(p, "_mm512_store_si512");
+  simde_mm512_storeu_si512(p, a);
+}
 #undef _mm512_store_si512
-#define _mm512_store_si512(p, a) \
-  (::zm::emulated::require_aligned((p), "_mm512_store_si512"), simde_mm512_storeu_si512((p), (a)))
+#define _mm512_store_si512 zm_emulated_mm512_store_si512
+inline void zm_emulated_mm512_store_epi32(void* p, __m512i a) {
+  ::zm::emulated::require_aligned(p, "_mm512_store_epi32");
+  simde_mm512_storeu_si512(p, a);
+}
 #undef _mm512_store_epi32
-#define _mm512_store_epi32(p, a) \
-  (::zm::emulated::require_aligned((p), "_mm512_store_epi32"), simde_mm512_storeu_si512((p), (a)))
+#define _mm512_store_epi32 zm_emulated_mm512_store_epi32
+inline void zm_emulated_mm512_store_epi64(void* p, __m512i a) {
+  ::zm::emulated::require_aligned(p, "_mm512_store_epi64");
+  simde_mm512_storeu_si512(p, a);
+}
 #undef _mm512_store_epi64
-#define _mm512_store_epi64(p, a) \
-  (::zm::emulated::require_aligned((p), "_mm512_store_epi64"), simde_mm512_storeu_si512((p), (a)))
+#define _mm512_store_epi64 zm_emulated_mm512_store_epi64
+inline void zm_emulated_mm512_store_ps(void* p, __m512 a) {
+  ::zm::emulated::require_aligned(p, "_mm512_store_ps");
+  simde_mm512_storeu_ps(p, a);
+}
 #undef _mm512_store_ps
-#define _mm512_store_ps(p, a) \
-  (::zm::emulated::require_aligned((p), "_mm512_store_ps"), simde_mm512_storeu_ps((p), (a)))
+#define _mm512_store_ps zm_emulated_mm512_store_ps
+inline void zm_emulated_mm512_store_pd(void* p, __m512d a) {
+  ::zm::emulated::require_aligned(p, "_mm512_store_pd");
+  simde_mm512_storeu_pd(p, a);
+}
 #undef _mm512_store_pd
-#define _mm512_store_pd(p, a) \
-  (::zm::emulated::require_aligned((p), "_mm512_store_pd"), simde_mm512_storeu_pd((p), (a)))
+#define _mm512_store_pd zm_emulated_mm512_store_pd
+inline void zm_emulated_mm512_stream_si512(void* p, __m512i a) {
+  ::zm::emulated::require_aligned(p, "_mm512_stream_si512");
+  simde_mm512_storeu_si512(p, a);
+}
 #undef _mm512_stream_si512
-#define _mm512_stream_si512(p, a) \
-  (::zm::emulated::require_aligned((p), "_mm512_stream_si512"), simde_mm512_storeu_si512((p), (a)))
+#define _mm512_stream_si512 zm_emulated_mm512_stream_si512
+inline void zm_emulated_mm512_stream_ps(void* p, __m512 a) {
+  ::zm::emulated::require_aligned(p, "_mm512_stream_ps");
+  simde_mm512_storeu_ps(p, a);
+}
 #undef _mm512_stream_ps
-#define _mm512_stream_ps(p, a) \
-  (::zm::emulated::require_aligned((p), "_mm512_stream_ps"), simde_mm512_storeu_ps((p), (a)))
+#define _mm512_stream_ps zm_emulated_mm512_stream_ps
+inline void zm_emulated_mm512_stream_pd(void* p, __m512d a) {
+  ::zm::emulated::require_aligned(p, "_mm512_stream_pd");
+  simde_mm512_storeu_pd(p, a);
+}
 #undef _mm512_stream_pd
-#define _mm512_stream_pd(p, a) \
-  (::zm::emulated::require_aligned((p), "_mm512_stream_pd"), simde_mm512_storeu_pd((p), (a)))
+#define _mm512_stream_pd zm_emulated_mm512_stream_pd
 
 inline __mmask64 zm_emulated_cvtu64_mask64(uint64_t k) { return k; }
 #undef _cvtu64_mask64
@@ -303,12 +345,15 @@ inline __m256 zm_emulated_cvt_roundpd_ps(__m512d a, int rounding) {
 #undef _mm512_cvt_roundpd_ps
 #define _mm512_cvt_roundpd_ps zm_emulated_cvt_roundpd_ps
 
-// F16C's conversion of each half, with the same rounding immediate.
+// F16C's conversion of each half, with the same rounding (an immediate: hence a macro).
 #undef _mm512_cvtps_ph
-#define _mm512_cvtps_ph(a, rounding)                                                        \
-  (::zm::emulated::bits<__m256i>(::zm::emulated::Halves128i{                                \
-      _mm256_cvtps_ph(::zm::emulated::bits<::zm::emulated::Halves256>(a).lo, (rounding)),   \
-      _mm256_cvtps_ph(::zm::emulated::bits<::zm::emulated::Halves256>(a).hi, (rounding))}))
+#define _mm512_cvtps_ph(a, rounding)                                                    \
+  ([](__m512 v) {                                                                       \
+    const auto h = ::zm::emulated::bits<::zm::emulated::Halves256>(v);                 \
+    return ::zm::emulated::bits<__m256i>(::zm::emulated::Halves128i{                    \
+        _mm256_cvtps_ph(h.lo, (rounding)), _mm256_cvtps_ph(h.hi, (rounding))});          \
+  }(a))
+
 inline long long zm_emulated_reduce_add_epi64(__m512i a) {
   uint64_t lanes[8], sum = 0;  // wraps, as the CPU's adds
   std::memcpy(lanes, &a, sizeof(lanes));
