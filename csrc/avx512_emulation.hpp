@@ -182,89 +182,58 @@ inline float to_float_toward_zero(double d) {
 #undef _mm256_mask_storeu_pd
 #define _mm256_mask_storeu_pd(p, k, a) ::zm::emulated::mask_store<double>((p), uint64_t(k), (a))
 
-// Every aligned 512-bit load and store, streaming ones included (stored as normal ones).
-inline __m512i zm_emulated_mm512_load_si512(const void* p) {
-  ::zm::emulated::require_aligned(p, "_mm512_load_si512");
-  return simde_mm512_load_si512(p);
-}
+// Every aligned 512-bit load and store, streaming ones included (stored as normal ones), as a
+// function zm_emulated<name> that checks the address.
+#define ZM_EMULATED_LOAD(name, Vector, load)          \
+  inline Vector zm_emulated##name(const void* p) {    \
+    ::zm::emulated::require_aligned(p, #name);        \
+    return load(p);                                   \
+  }
+#define ZM_EMULATED_STORE(name, Vector, store)         \
+  inline void zm_emulated##name(void* p, Vector a) {   \
+    ::zm::emulated::require_aligned(p, #name);         \
+    store(p, a);                                       \
+  }
+ZM_EMULATED_LOAD(_mm512_load_si512, __m512i, simde_mm512_load_si512)
+ZM_EMULATED_LOAD(_mm512_load_epi32, __m512i, simde_mm512_load_si512)
+ZM_EMULATED_LOAD(_mm512_load_epi64, __m512i, simde_mm512_load_si512)
+ZM_EMULATED_LOAD(_mm512_load_ps, __m512, simde_mm512_load_ps)
+ZM_EMULATED_LOAD(_mm512_load_pd, __m512d, simde_mm512_load_pd)
+ZM_EMULATED_LOAD(_mm512_stream_load_si512, __m512i, simde_mm512_load_si512)
+ZM_EMULATED_STORE(_mm512_store_si512, __m512i, simde_mm512_storeu_si512)
+ZM_EMULATED_STORE(_mm512_store_epi32, __m512i, simde_mm512_storeu_si512)
+ZM_EMULATED_STORE(_mm512_store_epi64, __m512i, simde_mm512_storeu_si512)
+ZM_EMULATED_STORE(_mm512_store_ps, __m512, simde_mm512_storeu_ps)
+ZM_EMULATED_STORE(_mm512_store_pd, __m512d, simde_mm512_storeu_pd)
+ZM_EMULATED_STORE(_mm512_stream_si512, __m512i, simde_mm512_storeu_si512)
+ZM_EMULATED_STORE(_mm512_stream_ps, __m512, simde_mm512_storeu_ps)
+ZM_EMULATED_STORE(_mm512_stream_pd, __m512d, simde_mm512_storeu_pd)
 #undef _mm512_load_si512
 #define _mm512_load_si512 zm_emulated_mm512_load_si512
-inline __m512i zm_emulated_mm512_load_epi32(const void* p) {
-  ::zm::emulated::require_aligned(p, "_mm512_load_epi32");
-  return simde_mm512_load_si512(p);
-}
 #undef _mm512_load_epi32
 #define _mm512_load_epi32 zm_emulated_mm512_load_epi32
-inline __m512i zm_emulated_mm512_load_epi64(const void* p) {
-  ::zm::emulated::require_aligned(p, "_mm512_load_epi64");
-  return simde_mm512_load_si512(p);
-}
 #undef _mm512_load_epi64
 #define _mm512_load_epi64 zm_emulated_mm512_load_epi64
-inline __m512 zm_emulated_mm512_load_ps(const void* p) {
-  ::zm::emulated::require_aligned(p, "_mm512_load_ps");
-  return simde_mm512_load_ps(p);
-}
 #undef _mm512_load_ps
 #define _mm512_load_ps zm_emulated_mm512_load_ps
-inline __m512d zm_emulated_mm512_load_pd(const void* p) {
-  ::zm::emulated::require_aligned(p, "_mm512_load_pd");
-  return simde_mm512_load_pd(p);
-}
 #undef _mm512_load_pd
 #define _mm512_load_pd zm_emulated_mm512_load_pd
-inline __m512i zm_emulated_mm512_stream_load_si512(const void* p) {
-  ::zm::emulated::require_aligned(p, "_mm512_stream_load_si512");
-  return simde_mm512_load_si512(p);
-}
 #undef _mm512_stream_load_si512
 #define _mm512_stream_load_si512 zm_emulated_mm512_stream_load_si512
-inline void zm_emulated_mm512_store_si512(void* p, __m512i a) {
-  ::zm::emulated::require_aligned(p, "_mm512_store_si512");
-  simde_mm512_storeu_si512(p, a);
-}
 #undef _mm512_store_si512
 #define _mm512_store_si512 zm_emulated_mm512_store_si512
-inline void zm_emulated_mm512_store_epi32(void* p, __m512i a) {
-  ::zm::emulated::require_aligned(p, "_mm512_store_epi32");
-  simde_mm512_storeu_si512(p, a);
-}
 #undef _mm512_store_epi32
 #define _mm512_store_epi32 zm_emulated_mm512_store_epi32
-inline void zm_emulated_mm512_store_epi64(void* p, __m512i a) {
-  ::zm::emulated::require_aligned(p, "_mm512_store_epi64");
-  simde_mm512_storeu_si512(p, a);
-}
 #undef _mm512_store_epi64
 #define _mm512_store_epi64 zm_emulated_mm512_store_epi64
-inline void zm_emulated_mm512_store_ps(void* p, __m512 a) {
-  ::zm::emulated::require_aligned(p, "_mm512_store_ps");
-  simde_mm512_storeu_ps(p, a);
-}
 #undef _mm512_store_ps
 #define _mm512_store_ps zm_emulated_mm512_store_ps
-inline void zm_emulated_mm512_store_pd(void* p, __m512d a) {
-  ::zm::emulated::require_aligned(p, "_mm512_store_pd");
-  simde_mm512_storeu_pd(p, a);
-}
 #undef _mm512_store_pd
 #define _mm512_store_pd zm_emulated_mm512_store_pd
-inline void zm_emulated_mm512_stream_si512(void* p, __m512i a) {
-  ::zm::emulated::require_aligned(p, "_mm512_stream_si512");
-  simde_mm512_storeu_si512(p, a);
-}
 #undef _mm512_stream_si512
 #define _mm512_stream_si512 zm_emulated_mm512_stream_si512
-inline void zm_emulated_mm512_stream_ps(void* p, __m512 a) {
-  ::zm::emulated::require_aligned(p, "_mm512_stream_ps");
-  simde_mm512_storeu_ps(p, a);
-}
 #undef _mm512_stream_ps
 #define _mm512_stream_ps zm_emulated_mm512_stream_ps
-inline void zm_emulated_mm512_stream_pd(void* p, __m512d a) {
-  ::zm::emulated::require_aligned(p, "_mm512_stream_pd");
-  simde_mm512_storeu_pd(p, a);
-}
 #undef _mm512_stream_pd
 #define _mm512_stream_pd zm_emulated_mm512_stream_pd
 
