@@ -659,6 +659,8 @@ PYBIND11_MODULE(_core, m) {
 #endif
   m.attr("compiler") = ZMFAST_COMPILER;
   m.attr("cxx_flags") = ZMFAST_CXX_FLAGS;
-  // A test build whose AVX-512 kernels run on SIMDe's emulation (ZMFAST_EMULATE_AVX512).
+  // Whether the AVX2 and AVX-512 kernels are built (not without GCC/Clang on x86-64, nor with
+  // ZMFAST_NO_DISPATCH), and whether the AVX-512 ones run on SIMDe (ZMFAST_EMULATE_AVX512).
+  m.attr("simd_dispatch") = bool(ZMFAST_X86_DISPATCH);
   m.attr("avx512_emulated") = zm::kEmulatedAvx512;
 }

@@ -95,9 +95,11 @@ def test_show_config_reports_the_level(capsys):
     assert f"simd: {core.simd_level()}" in out
     assert ("with VNNI" in out) == core.vnni()
     assert ("and VBMI" in out) == core.vbmi()
-    # Only the test build of .ci/emulated-avx512 runs AVX-512 on SIMDe, and says so.
+    # Only .ci/test-build's test build runs AVX-512 on SIMDe, and says so; its portable build
+    # says that it has the baseline loops alone.
     emulated = core.avx512_emulated and core.simd_level() == "avx512"
     assert ("emulated by SIMDe" in out) == emulated
+    assert ("baseline loops only" in out) == (not core.simd_dispatch)
     assert (f"streaming stores: out= calls that read and write {core.stream_bytes() / 2**20:g}"
             " MiB or more") in out
 

@@ -144,6 +144,14 @@ def _extensions(core):
     return (" with VNNI and VBMI" if core.vbmi() else " with VNNI") + emulated
 
 
+def _simd_line(core):
+    if not core.simd_dispatch:
+        return "simd: baseline (a build with the baseline loops only)"
+    return (f"simd: {core.simd_level()}{_extensions(core)} "
+            f"(best on this CPU: {core.best_simd_level()}; "
+            "ZMFAST_SIMD=baseline|avx2|avx512 caps it)")
+
+
 def show_config(file=None):
     """Print the version, the backend and why it is in force, OpenMP, threads and build flags.
 
@@ -160,9 +168,7 @@ def show_config(file=None):
         core = _load("cpp")._core
         lines += [f"extension: {core.__file__}",
                   f"openmp: {'yes' if core.openmp else 'no (single-threaded build)'}",
-                  f"simd: {core.simd_level()}{_extensions(core)} "
-                  f"(best on this CPU: {core.best_simd_level()}; "
-                  "ZMFAST_SIMD=baseline|avx2|avx512 caps it)",
+                  _simd_line(core),
                   "streaming stores: out= calls that read and write "
                   f"{core.stream_bytes() / 2**20:g} MiB or more (the last-level cache)",
                   f"compiler: {core.compiler}",

@@ -12,6 +12,7 @@ U8 = npt.NDArray[np.uint8]
 openmp: bool
 compiler: str
 cxx_flags: str
+simd_dispatch: bool
 avx512_emulated: bool
 
 # --- statistics ---------------------------------------------------------------------------
