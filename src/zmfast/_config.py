@@ -137,11 +137,14 @@ def get_num_threads():
 
 
 def _extensions(core):
-    """The AVX-512 extensions whose kernels are in use, as show_config words them."""
-    emulated = " (emulated by SIMDe: a test build)" if core.avx512_emulated else ""
-    if not core.vnni():
-        return emulated if core.simd_level() == "avx512" else ""
-    return (" with VNNI and VBMI" if core.vbmi() else " with VNNI") + emulated
+    """The AVX-512 extensions whose kernels are in use, and whether SIMDe emulates them, as
+    show_config words them."""
+    words = ""
+    if core.vnni():
+        words = " with VNNI and VBMI" if core.vbmi() else " with VNNI"
+    if core.avx512_emulated and core.simd_level() == "avx512":
+        words += " (emulated by SIMDe: a test build)"
+    return words
 
 
 def _simd_line(core):
