@@ -44,8 +44,8 @@ inline Vector mask_load(Vector src, uint64_t k, const void* p) {
   Lane lanes[sizeof(Vector) / sizeof(Lane)];
   std::memcpy(lanes, &src, sizeof(src));
   for (unsigned i = 0; i < sizeof(Vector) / sizeof(Lane); ++i)
-    if ((k >> i) & 1) std::memcpy(&lanes[i], static_cast<const char*>(p) + i * sizeof(Lane),
-                                  sizeof(Lane));
+    if ((k >> i) & 1)
+      std::memcpy(&lanes[i], static_cast<const char*>(p) + i * sizeof(Lane), sizeof(Lane));
   std::memcpy(&src, lanes, sizeof(src));
   return src;
 }
@@ -55,8 +55,8 @@ inline void mask_store(void* p, uint64_t k, Vector a) {
   Lane lanes[sizeof(Vector) / sizeof(Lane)];
   std::memcpy(lanes, &a, sizeof(a));
   for (unsigned i = 0; i < sizeof(Vector) / sizeof(Lane); ++i)
-    if ((k >> i) & 1) std::memcpy(static_cast<char*>(p) + i * sizeof(Lane), &lanes[i],
-                                  sizeof(Lane));
+    if ((k >> i) & 1)
+      std::memcpy(static_cast<char*>(p) + i * sizeof(Lane), &lanes[i], sizeof(Lane));
 }
 
 template <typename To, typename From>
@@ -67,10 +67,18 @@ inline To bits(const From& v) {
   return t;
 }
 
-struct Halves128i { __m128i lo, hi; };
-struct Halves256i { __m256i lo, hi; };
-struct Halves256 { __m256 lo, hi; };
-struct Halves256d { __m256d lo, hi; };
+struct Halves128i {
+  __m128i lo, hi;
+};
+struct Halves256i {
+  __m256i lo, hi;
+};
+struct Halves256 {
+  __m256 lo, hi;
+};
+struct Halves256d {
+  __m256d lo, hi;
+};
 
 inline __m512i join(__m256i lo, __m256i hi) { return bits<__m512i>(Halves256i{lo, hi}); }
 inline __m512 join(__m256 lo, __m256 hi) { return bits<__m512>(Halves256{lo, hi}); }
@@ -184,15 +192,15 @@ inline float to_float_toward_zero(double d) {
 
 // Every aligned 512-bit load and store, streaming ones included (stored as normal ones), as a
 // function zm_emulated<name> that checks the address.
-#define ZM_EMULATED_LOAD(name, Vector, load)          \
-  inline Vector zm_emulated##name(const void* p) {    \
-    ::zm::emulated::require_aligned(p, #name);        \
-    return load(p);                                   \
+#define ZM_EMULATED_LOAD(name, Vector, load)       \
+  inline Vector zm_emulated##name(const void* p) { \
+    ::zm::emulated::require_aligned(p, #name);     \
+    return load(p);                                \
   }
-#define ZM_EMULATED_STORE(name, Vector, store)         \
-  inline void zm_emulated##name(void* p, Vector a) {   \
-    ::zm::emulated::require_aligned(p, #name);         \
-    store(p, a);                                       \
+#define ZM_EMULATED_STORE(name, Vector, store)       \
+  inline void zm_emulated##name(void* p, Vector a) { \
+    ::zm::emulated::require_aligned(p, #name);       \
+    store(p, a);                                     \
   }
 ZM_EMULATED_LOAD(_mm512_load_si512, __m512i, simde_mm512_load_si512)
 ZM_EMULATED_LOAD(_mm512_load_epi32, __m512i, simde_mm512_load_si512)
@@ -316,11 +324,11 @@ inline __m256 zm_emulated_cvt_roundpd_ps(__m512d a, int rounding) {
 
 // F16C's conversion of each half, with the same rounding (an immediate: hence a macro).
 #undef _mm512_cvtps_ph
-#define _mm512_cvtps_ph(a, rounding)                                                    \
-  ([](__m512 v) {                                                                       \
-    const auto h = ::zm::emulated::bits<::zm::emulated::Halves256>(v);                 \
-    return ::zm::emulated::bits<__m256i>(::zm::emulated::Halves128i{                    \
-        _mm256_cvtps_ph(h.lo, (rounding)), _mm256_cvtps_ph(h.hi, (rounding))});          \
+#define _mm512_cvtps_ph(a, rounding)                                            \
+  ([](__m512 v) {                                                               \
+    const auto h = ::zm::emulated::bits<::zm::emulated::Halves256>(v);          \
+    return ::zm::emulated::bits<__m256i>(::zm::emulated::Halves128i{            \
+        _mm256_cvtps_ph(h.lo, (rounding)), _mm256_cvtps_ph(h.hi, (rounding))}); \
   }(a))
 
 inline long long zm_emulated_reduce_add_epi64(__m512i a) {
@@ -344,8 +352,8 @@ inline int zm_emulated_reduce_add_epi32(__m512i a) {
 inline __m256i zm_emulated_mask_or_epi32(__m256i src, __mmask8 k, __m256i a, __m256i b) {
   const __m256i ored = _mm256_or_si256(a, b);
   const __m256i lane_bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-  const __m256i chosen = _mm256_cmpeq_epi32(
-      _mm256_and_si256(_mm256_set1_epi32(k), lane_bits), lane_bits);
+  const __m256i chosen =
+      _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(k), lane_bits), lane_bits);
   return _mm256_blendv_epi8(src, ored, chosen);
 }
 #undef _mm256_mask_or_epi32
