@@ -153,7 +153,7 @@ def render_comparisons(comparisons: list) -> list:
             lines.append("- **floor**: `zmfast._core.floor_convert(x, buf, stream)` into the "
                          "same buffer (into a fresh `np.empty` for new arrays), the faster of "
                          "normal and streaming stores each round; `zmfast._core.floor_read(x)` "
-                         "for moments")
+                         "for statistics (moments, mean, std)")
         if "fit" in interleaved_baselines:
             lines.append("- **fit**: `zm.StandardScaler(axis=0).fit(x)`, one call over the "
                          "whole batch, in the rounds of partial64")
