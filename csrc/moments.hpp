@@ -1048,46 +1048,6 @@ ZM_TARGET_AVX512_VBMI_VNNI void channel_sums_u8_vbmi(const uint8_t* x, int64_t s
 }
 #endif
 
-// S1 += the per-channel sums and S2 += the sums of squares (s2 may be null: the sums alone)
-// of `bytes` uint8 values of interleaved pixels of `channels` channels (bytes a multiple of
-// channels), exactly. Returns false, doing nothing, where there is no such kernel: other
-// channel counts, or a CPU or level without VNNI and VBMI.
-inline bool add_channel_sums(const uint8_t* x, int64_t bytes, int channels, int64_t* s1,
-                             int64_t* s2, int requested_threads) {
-#if ZMFAST_X86_DISPATCH
-  if ((channels != 1 && channels != 3) || !use_vbmi()) return false;
-  const int64_t step_bytes = 64 * channels, steps = bytes / step_bytes;
-  const int threads = int(std::max<int64_t>(
-      1, std::min<int64_t>(requested_threads, bytes / kSumsBytesPerThread)));
-  std::vector<int64_t> partial(size_t(6 * threads), 0);  // per thread: S1, S2 of 3 channels
-  parallel_tasks(threads, threads, [&](int64_t t) {
-    int64_t k0, k1;
-    split_range(steps, threads, t, k0, k1);
-    int64_t* const own = partial.data() + 6 * t;
-    if (k0 >= k1) return;
-    const uint8_t* from = x + k0 * step_bytes;
-    if (channels == 3 && s2)
-      channel_sums_u8_vbmi<3, true>(from, k1 - k0, own, own + 3);
-    else if (channels == 3)
-      channel_sums_u8_vbmi<3, false>(from, k1 - k0, own, own + 3);
-    else if (s2)
-      channel_sums_u8_vbmi<1, true>(from, k1 - k0, own, own + 3);
-    else
-      channel_sums_u8_vbmi<1, false>(from, k1 - k0, own, own + 3);
-  });
-  for (int t = 0; t < threads; ++t)
-    for (int c = 0; c < channels; ++c) {
-      s1[c] += partial[6 * t + c];
-      if (s2) s2[c] += partial[6 * t + 3 + c];
-    }
-  add_tail_sums(x, steps * step_bytes, bytes, channels, s1, s2);
-  return true;
-#else
-  (void)x, (void)bytes, (void)channels, (void)s1, (void)s2, (void)requested_threads;
-  return false;
-#endif
-}
-
 #if ZMFAST_X86_DISPATCH
 // sums[0] += the sum and sums[1] += the sum of squares of `runs` runs of `run` contiguous
 // uint8 values, run r at x + r * stride, on the calling thread. The 32-bit lanes are kept
@@ -1515,7 +1475,115 @@ ZM_TARGET_AVX2 void column_moments_u8_avx2(const uint8_t* x, int64_t row_stride,
   else
     column_sums_u8_avx2_impl<U8Sink::means>(x, row_stride, rows, lanes, out);
 }
+
+// Per-channel sums of interleaved RGB uint8 at the AVX2 level (no VBMI byte permutes), read
+// linearly, with no tile: a thread's range as 96-byte segments, its two halves read side by
+// side as streams a and b. Segment k of a and of b hold the same channels at the same bytes,
+// so each pair of their 32-byte chunks goes through the column kernel's row-pair step
+// (add_row_pair_avx2: (a, b) words, vpmaddwd squares), each dword one channel. Byte
+// 32 i + 16 h + 4 m + j of a segment (chunk i, 128-bit half h, unpacked quarter m, dword j) is
+// channel (2 i + h + m + j) mod 3, so the twelve (i, m) quarters share three sets of sums, by
+// (2 i + m) mod 3: six accumulators in registers for the whole range.
+// Steps between folds: S1's 16-bit words gain at most 4 * 255 a step (64 * 1,020 < 2^16), and
+// S2's unsigned 32-bit lanes 4 * 2 * 255^2 (4,096 * 520,200 < 2^32).
+constexpr int64_t kRgbAvx2WordSteps = 64;
+constexpr int64_t kRgbAvx2FoldSteps = 4096;
+
+// `steps` pairs of segments, a at x and b at x + 96 * steps, into s1[c] and s2[c] (kWantM2;
+// else S1 alone and s2 unused).
+template <bool kWantM2>
+ZM_TARGET_AVX2 void rgb_sums_u8_avx2(const uint8_t* x, int64_t steps, int64_t* s1, int64_t* s2) {
+  constexpr U8Sink kStep = kWantM2 ? U8Sink::totals : U8Sink::means;  // means: no squares
+  const uint8_t* const b = x + 96 * steps;
+  const __m256i zero = _mm256_setzero_si256(), low_words = _mm256_set1_epi32(0xffff);
+  for (int64_t done = 0; done < steps;) {
+    const int64_t fold_end = std::min(steps, done + kRgbAvx2FoldSteps);
+    __m256i t0 = zero, t1 = zero, t2 = zero;  // S1 in 32-bit lanes, by quarter set
+    __m256i q0 = zero, q1 = zero, q2 = zero;  // S2
+    while (done < fold_end) {
+      const int64_t words_end = std::min(fold_end, done + kRgbAvx2WordSteps);
+      __m256i w0 = zero, w1 = zero, w2 = zero;  // S1 in (a, b) words
+      for (int64_t k = done; k < words_end; ++k) {
+        const uint8_t* const pa = x + 96 * k;
+        const uint8_t* const pb = b + 96 * k;
+        add_row_pair_avx2<kStep>(load_row32_avx2(pa, 0, 32), load_row32_avx2(pb, 0, 32), w0, w1,
+                                 w2, w0, q0, q1, q2, q0);
+        add_row_pair_avx2<kStep>(load_row32_avx2(pa, 1, 32), load_row32_avx2(pb, 1, 32), w2, w0,
+                                 w1, w2, q2, q0, q1, q2);
+        add_row_pair_avx2<kStep>(load_row32_avx2(pa, 2, 32), load_row32_avx2(pb, 2, 32), w1, w2,
+                                 w0, w1, q1, q2, q0, q1);
+      }
+      // The two (unsigned) words of a dword hold one lane's sums of a and of b.
+      t0 = _mm256_add_epi32(t0, _mm256_add_epi32(_mm256_and_si256(w0, low_words),
+                                                 _mm256_srli_epi32(w0, 16)));
+      t1 = _mm256_add_epi32(t1, _mm256_add_epi32(_mm256_and_si256(w1, low_words),
+                                                 _mm256_srli_epi32(w1, 16)));
+      t2 = _mm256_add_epi32(t2, _mm256_add_epi32(_mm256_and_si256(w2, low_words),
+                                                 _mm256_srli_epi32(w2, 16)));
+      done = words_end;
+    }
+    alignas(32) uint32_t lanes1[3][8], lanes2[3][8];
+    const __m256i t[3] = {t0, t1, t2}, q[3] = {q0, q1, q2};
+    for (int set = 0; set < 3; ++set) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes1[set]), t[set]);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes2[set]), q[set]);
+      for (int lane = 0; lane < 8; ++lane) {  // dword 4 h + j
+        const int c = (set + lane / 4 + lane % 4) % 3;
+        s1[c] += lanes1[set][lane];
+        if (kWantM2) s2[c] += lanes2[set][lane];
+      }
+    }
+  }
+}
 #endif
+
+// S1 += the per-channel sums and S2 += the sums of squares (s2 may be null: the sums alone)
+// of `bytes` uint8 values of interleaved pixels of `channels` channels (bytes a multiple of
+// channels), exactly. Returns false, doing nothing, where there is no such kernel: other
+// channel counts, or a level other than AVX-512 with VNNI and VBMI (any channel count) and
+// AVX2 (three channels).
+inline bool add_channel_sums(const uint8_t* x, int64_t bytes, int channels, int64_t* s1,
+                             int64_t* s2, int requested_threads) {
+#if ZMFAST_X86_DISPATCH
+  const bool vbmi = (channels == 1 || channels == 3) && use_vbmi();
+  const bool rgb_avx2 = !vbmi && channels == 3 && current_level() == Level::avx2;
+  if (!vbmi && !rgb_avx2) return false;
+  const int64_t step_bytes = vbmi ? 64 * channels : 192, steps = bytes / step_bytes;
+  const int threads = int(std::max<int64_t>(
+      1, std::min<int64_t>(requested_threads, bytes / kSumsBytesPerThread)));
+  std::vector<int64_t> partial(size_t(6 * threads), 0);  // per thread: S1, S2 of 3 channels
+  parallel_tasks(threads, threads, [&](int64_t t) {
+    int64_t k0, k1;
+    split_range(steps, threads, t, k0, k1);
+    int64_t* const own = partial.data() + 6 * t;
+    if (k0 >= k1) return;
+    const uint8_t* from = x + k0 * step_bytes;
+    if (rgb_avx2 && s2)
+      rgb_sums_u8_avx2<true>(from, k1 - k0, own, own + 3);
+    else if (rgb_avx2)
+      rgb_sums_u8_avx2<false>(from, k1 - k0, own, own + 3);
+    else if (channels == 3 && s2)
+      channel_sums_u8_vbmi<3, true>(from, k1 - k0, own, own + 3);
+    else if (channels == 3)
+      channel_sums_u8_vbmi<3, false>(from, k1 - k0, own, own + 3);
+    else if (s2)
+      channel_sums_u8_vbmi<1, true>(from, k1 - k0, own, own + 3);
+    else
+      channel_sums_u8_vbmi<1, false>(from, k1 - k0, own, own + 3);
+  });
+  for (int t = 0; t < threads; ++t)
+    for (int c = 0; c < channels; ++c) {
+      s1[c] += partial[6 * t + c];
+      if (s2) s2[c] += partial[6 * t + 3 + c];
+    }
+  add_tail_sums(x, steps * step_bytes, bytes, channels, s1, s2);
+  return true;
+#else
+  (void)x, (void)bytes, (void)channels, (void)s1, (void)s2, (void)requested_threads;
+  return false;
+#endif
+}
+
 
 template <class T> SumsArgs* column_sums_for(Level level) {
 #if ZMFAST_X86_DISPATCH

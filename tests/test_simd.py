@@ -265,7 +265,8 @@ def _exact_channel_moments(flat, features):
 def channel_batches():
     """Flat uint8 pixels of 1 and 3 channels: partial 64-pixel steps, starts off the vector,
     and 140,000 steps of values near 255, past the 32-bit lanes' limit (16,577 steps of
-    4 * 255 * 127) even for two threads that each keep four sets of lanes."""
+    4 * 255 * 127) even for two threads that each keep four sets of lanes, and past the AVX2
+    kernel's (4,096 192-byte steps between folds, 64 between its 16-bit words' folds)."""
     rng = np.random.default_rng(14)
     batches = {}
     for features in (1, 3):
@@ -283,8 +284,9 @@ def channel_batches():
 @pytest.mark.parametrize("features", [1, 3])
 def test_channel_sums_every_level(simd_level, channel_batches, features, threads):
     """Per-channel and global uint8 moments (with VNNI and VBMI: one linear pass whose
-    permuted dwords each hold one channel) equal exact integer arithmetic, in one call (also
-    the means alone) and in the streaming accumulator of StandardScaler."""
+    permuted dwords each hold one channel; at AVX2, three channels in two streams of 96-byte
+    segments) equal exact integer arithmetic, in one call (also the means alone) and in the
+    streaming accumulator of StandardScaler."""
     before = zm.get_num_threads()
     zm.set_num_threads(threads)
     try:
@@ -430,13 +432,17 @@ def test_add_channel_sums_checks_its_arrays():
     its arrays."""
     x = np.arange(12, dtype=np.uint8)
     s1, s2 = np.zeros(3, np.int64), np.zeros(3, np.int64)
-    applies = core.vbmi()
+    # Three channels: with VBMI, and at the AVX2 level; one channel: with VBMI only.
+    applies = core.vbmi() or core.simd_level() == "avx2"
     assert core.add_channel_sums(x, 3, s1, s2) == applies
     if applies:
         np.testing.assert_array_equal(s1, [18, 22, 26])
         np.testing.assert_array_equal(s2, [126, 166, 214])
     assert not core.add_channel_sums(x.astype(np.uint16), 3, s1[:3].copy(), s2[:3].copy())
     assert not core.add_channel_sums(np.zeros(8, np.uint8), 2, s1.copy(), s2.copy())
+    one = np.zeros(1, np.int64)
+    assert core.add_channel_sums(x, 1, one, one.copy()) == core.vbmi()
+    assert one[0] == (66 if core.vbmi() else 0)
     with pytest.raises(ValueError):  # not whole pixels
         core.add_channel_sums(x[:11], 3, s1, s2)
     with pytest.raises(ValueError):  # strided
