@@ -170,8 +170,8 @@ py::tuple exact_moments(const py::array& x, int64_t features, int64_t lanes, boo
     // 2.8 us for 3,072).
     int64_t channel_s1[3] = {}, channel_s2[3] = {};
     if (type == 'B' && features <= 3 &&
-        zm::add_channel_sums(reinterpret_cast<const uint8_t*>(p), size, int(features),
-                             channel_s1, want_m2 ? channel_s2 : nullptr, threads)) {
+        zm::add_channel_sums(reinterpret_cast<const uint8_t*>(p), size, int(features), channel_s1,
+                             want_m2 ? channel_s2 : nullptr, threads)) {
       zm::moments_from_sums(size / features, channel_s1, channel_s2, features, features, mp, m2p,
                             1);
     } else {

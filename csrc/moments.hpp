@@ -1506,20 +1506,20 @@ ZM_TARGET_AVX2 void rgb_sums_u8_avx2(const uint8_t* x, int64_t steps, int64_t* s
       for (int64_t k = done; k < words_end; ++k) {
         const uint8_t* const pa = x + 96 * k;
         const uint8_t* const pb = b + 96 * k;
-        add_row_pair_avx2<kStep>(load_row32_avx2(pa, 0, 32), load_row32_avx2(pb, 0, 32), w0, w1,
-                                 w2, w0, q0, q1, q2, q0);
-        add_row_pair_avx2<kStep>(load_row32_avx2(pa, 1, 32), load_row32_avx2(pb, 1, 32), w2, w0,
-                                 w1, w2, q2, q0, q1, q2);
-        add_row_pair_avx2<kStep>(load_row32_avx2(pa, 2, 32), load_row32_avx2(pb, 2, 32), w1, w2,
-                                 w0, w1, q1, q2, q0, q1);
+        add_row_pair_avx2<kStep>(load_row32_avx2(pa, 0, 32), load_row32_avx2(pb, 0, 32), w0, w1, w2,
+                                 w0, q0, q1, q2, q0);
+        add_row_pair_avx2<kStep>(load_row32_avx2(pa, 1, 32), load_row32_avx2(pb, 1, 32), w2, w0, w1,
+                                 w2, q2, q0, q1, q2);
+        add_row_pair_avx2<kStep>(load_row32_avx2(pa, 2, 32), load_row32_avx2(pb, 2, 32), w1, w2, w0,
+                                 w1, q1, q2, q0, q1);
       }
       // The two (unsigned) words of a dword hold one lane's sums of a and of b.
-      t0 = _mm256_add_epi32(t0, _mm256_add_epi32(_mm256_and_si256(w0, low_words),
-                                                 _mm256_srli_epi32(w0, 16)));
-      t1 = _mm256_add_epi32(t1, _mm256_add_epi32(_mm256_and_si256(w1, low_words),
-                                                 _mm256_srli_epi32(w1, 16)));
-      t2 = _mm256_add_epi32(t2, _mm256_add_epi32(_mm256_and_si256(w2, low_words),
-                                                 _mm256_srli_epi32(w2, 16)));
+      t0 = _mm256_add_epi32(
+          t0, _mm256_add_epi32(_mm256_and_si256(w0, low_words), _mm256_srli_epi32(w0, 16)));
+      t1 = _mm256_add_epi32(
+          t1, _mm256_add_epi32(_mm256_and_si256(w1, low_words), _mm256_srli_epi32(w1, 16)));
+      t2 = _mm256_add_epi32(
+          t2, _mm256_add_epi32(_mm256_and_si256(w2, low_words), _mm256_srli_epi32(w2, 16)));
       done = words_end;
     }
     alignas(32) uint32_t lanes1[3][8], lanes2[3][8];
@@ -1583,7 +1583,6 @@ inline bool add_channel_sums(const uint8_t* x, int64_t bytes, int channels, int6
   return false;
 #endif
 }
-
 
 template <class T> SumsArgs* column_sums_for(Level level) {
 #if ZMFAST_X86_DISPATCH
