@@ -1545,9 +1545,8 @@ ZM_TARGET_AVX2 void rgb_sums_u8_avx2(const uint8_t* x, int64_t steps, int64_t* s
 
 // S1 += the per-channel sums and S2 += the sums of squares (s2 may be null: the sums alone)
 // of `bytes` uint8 values of interleaved pixels of `channels` channels (bytes a multiple of
-// channels), exactly. Returns false, doing nothing, where there is no such kernel: other
-// channel counts, or a level other than AVX-512 with VNNI and VBMI (any channel count) and
-// AVX2 (three channels).
+// channels), exactly. Returns false, doing nothing, where there is no such kernel: kernels
+// exist for one or three channels at AVX-512 with VNNI and VBMI, and for three at AVX2.
 inline bool add_channel_sums(const uint8_t* x, int64_t bytes, int channels, int64_t* s1,
                              int64_t* s2, int requested_threads) {
 #if ZMFAST_X86_DISPATCH
