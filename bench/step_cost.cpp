@@ -121,7 +121,7 @@ int main() {
     ns[kFloorL1].push_back(ns_per_64([&] { sink = sink + floor_steps(x); }, in_l1));
     ns[kPairs].push_back(ns_per_64([&] { sink = sink + row_pairs<zm::U8Sink::totals>(x); }, in_l1));
     ns[kPairSums].push_back(
-        ns_per_64([&] { sink = sink + row_pairs<zm::U8Sink::means>(x); }, in_l1));
+        ns_per_64([&] { sink = sink + row_pairs<zm::U8Sink::sums>(x); }, in_l1));
     ns[kRuns].push_back(ns_per_64([&] { sink = sink + run_steps(x); }, in_l1));
     for (int threads = 1; threads <= 2; ++threads)
       ns[kFloor1 + threads - 1].push_back(

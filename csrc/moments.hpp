@@ -551,7 +551,7 @@ ZM_TARGET_AVX512 ZM_INLINE void interleaved_lane_order(const __m512i v[4], __m51
 }
 
 // Where a uint8 column-sum kernel puts each block's 32-bit sums: added into the int64
-// totals; S1 alone added into them (sums: the squares are not summed, for means); added into
+// totals; S1 alone added into them (sums, for means: S2 may be left unsummed); added into
 // pending 32-bit sums kept in the kernel's own lane order; or, when all rows are one block,
 // turned into each lane's mean and M2, or its mean alone (means: no squares either).
 enum class U8Sink { totals, sums, pending, moments, means };
@@ -1615,7 +1615,7 @@ SumsArgs* column_sums_for(Level level, bool squares = true) {
     if (level == Level::avx2) return squares ? column_sums_u8_avx2 : column_s1_u8_avx2;
   if (level == Level::avx2) return column_sums_avx2<T>;
 #endif
-  (void)level;
+  (void)level, (void)squares;
   return column_sums_base<T>;
 }
 
