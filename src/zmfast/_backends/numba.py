@@ -34,11 +34,14 @@ MIN_ELEMENTS_PER_THREAD = 1 << 16
 SHORT_ROW_LANES, BY_ROWS_MIN_BYTES = 4096, 1 << 20
 
 # Integer accumulators: 8-bit values in 32-bit lanes for blocks of 2**16 (S2 < 2**32), 16-bit
-# values in 64-bit lanes for blocks short enough that n * S2 < 2**63.
-INT_ACCUMULATOR = {np.dtype(np.uint8): (np.uint32, 1 << 16),
-                   np.dtype(np.int8): (np.int32, 1 << 16),
-                   np.dtype(np.uint16): (np.int64, 1 << 15),
-                   np.dtype(np.int16): (np.int64, 1 << 16)}
+# values in 64-bit lanes for blocks short enough that n * S2 < 2**63. The kernels get each as
+# an empty array of its dtype, not as its class: Numba's dispatcher types a class argument in
+# Python, about 10 us a call (as long as the kernel takes for 64 CIFAR images), an array in C.
+INT_ACCUMULATOR = {np.dtype(np.uint8): (np.empty(0, np.uint32), 1 << 16),
+                   np.dtype(np.int8): (np.empty(0, np.int32), 1 << 16),
+                   np.dtype(np.uint16): (np.empty(0, np.int64), 1 << 15),
+                   np.dtype(np.int16): (np.empty(0, np.int64), 1 << 16)}
+FLOAT_ACCUMULATOR = np.empty(0, np.float64)
 # 8-bit columns square in float32 (exact below 2**24: 256 rows of 255**2) and flush the
 # squares into the integer lanes every SQUARES_BLOCK rows: LLVM's float32 multiply-adds run
 # 1.6x faster here than 32-bit integer multiplies (per-pixel uint8 statistics).
@@ -243,9 +246,10 @@ def _add_rows8_narrow(a, b, c, d, e, f, g, h, narrow):
 
 @njit(cache=True)
 def _column(x, base, row_ext, row_str, r0, r1, lane_stride, lanes, mean, m2, low, want_m2,
-            acc_type, block, exact):
+            accumulator, block, exact):
     """Moments of rows [r0, r1) per lane into ``mean``, ``m2`` and ``low`` (each mean's
     rounding error, see ``_chan``)."""
+    acc_type = accumulator.dtype.type  # the class itself: see INT_ACCUMULATOR
     width = min(LANE_BLOCK, lanes)
     s1 = np.zeros(width, acc_type)
     s2 = np.zeros(width, acc_type)
@@ -312,7 +316,7 @@ def _column(x, base, row_ext, row_str, r0, r1, lane_stride, lanes, mean, m2, low
 
 @njit(cache=True, parallel=True)
 def _column_outputs(x, base, out_ext, out_str, out_out, row_ext, row_str, count, lane_stride,
-                    lanes, lane_out_stride, mean_out, m2_out, want_m2, acc_type, block, exact,
+                    lanes, lane_out_stride, mean_out, m2_out, want_m2, accumulator, block, exact,
                     threads):
     """Many independent outputs: each thread takes whole column reductions."""
     n_outer = 1
@@ -332,7 +336,7 @@ def _column_outputs(x, base, out_ext, out_str, out_out, row_ext, row_str, count,
             for i in range(out_ext.size):
                 oo += index[i] * out_out[i]
             _column(x, base + xo, row_ext, row_str, 0, count, lane_stride, lanes, mean, m2,
-                    low, want_m2, acc_type, block, exact)
+                    low, want_m2, accumulator, block, exact)
             for k in range(lanes):
                 mean_out[oo + k * lane_out_stride] = mean[k] + low[k]
                 m2_out[oo + k * lane_out_stride] = m2[k]
@@ -341,7 +345,7 @@ def _column_outputs(x, base, out_ext, out_str, out_out, row_ext, row_str, count,
 
 @njit(cache=True, parallel=True)
 def _column_lanes(x, base, row_ext, row_str, count, lane_stride, lanes, lane_out_stride,
-                  out_base, mean_out, m2_out, want_m2, acc_type, block, exact, threads):
+                  out_base, mean_out, m2_out, want_m2, accumulator, block, exact, threads):
     """One output block of many lanes: each thread reduces all rows of its own lanes, so
     nothing is merged afterwards (per-pixel statistics)."""
     for t in prange(threads):
@@ -352,7 +356,7 @@ def _column_lanes(x, base, row_ext, row_str, count, lane_stride, lanes, lane_out
         m2 = np.empty(k1 - k0)
         low = np.empty(k1 - k0)
         _column(x, base + k0 * lane_stride, row_ext, row_str, 0, count, lane_stride, k1 - k0,
-                mean, m2, low, want_m2, acc_type, block, exact)
+                mean, m2, low, want_m2, accumulator, block, exact)
         for k in range(k1 - k0):
             mean_out[out_base + (k0 + k) * lane_out_stride] = mean[k] + low[k]
             m2_out[out_base + (k0 + k) * lane_out_stride] = m2[k]
@@ -360,12 +364,12 @@ def _column_lanes(x, base, row_ext, row_str, count, lane_stride, lanes, lane_out
 
 @njit(cache=True, parallel=True)
 def _column_rows(x, base, row_ext, row_str, count, lane_stride, lanes, partial_mean,
-                 partial_m2, partial_low, want_m2, acc_type, block, exact, chunks):
+                 partial_m2, partial_low, want_m2, accumulator, block, exact, chunks):
     """One output block: each thread reduces a chunk of the rows into its partial lanes."""
     for c in prange(chunks):
         r0, r1 = _split(count, chunks, c)
         _column(x, base, row_ext, row_str, r0, r1, lane_stride, lanes, partial_mean[c],
-                partial_m2[c], partial_low[c], want_m2, acc_type, block, exact)
+                partial_m2[c], partial_low[c], want_m2, accumulator, block, exact)
 
 
 @njit(cache=True)
@@ -405,10 +409,11 @@ def _add_runs(values, s1, s2, shift, acc_type, exact):
 
 
 @njit(cache=True)
-def _row(x, base, outer_ext, outer_str, run, run_stride, lo, hi, want_m2, acc_type, block,
+def _row(x, base, outer_ext, outer_str, run, run_stride, lo, hi, want_m2, accumulator, block,
          exact):
     """Moments of flat reduced indices [lo, hi); returns (count, mean, m2, low), ``low`` the
     mean's rounding error (see ``_chan``)."""
+    acc_type = accumulator.dtype.type  # the class itself: see INT_ACCUMULATOR
     s1 = np.zeros(VIRTUAL_LANES, acc_type)
     s2 = np.zeros(VIRTUAL_LANES, acc_type)
     limit = block if exact else block * VIRTUAL_LANES
@@ -461,7 +466,7 @@ def _row(x, base, outer_ext, outer_str, run, run_stride, lo, hi, want_m2, acc_ty
 
 @njit(cache=True, parallel=True)
 def _row_outputs(x, base, kept_ext, kept_str, kept_out, outer_ext, outer_str, run,
-                 run_stride, count, mean_out, m2_out, want_m2, acc_type, block, exact,
+                 run_stride, count, mean_out, m2_out, want_m2, accumulator, block, exact,
                  threads):
     outputs = 1
     for e in kept_ext:
@@ -477,14 +482,14 @@ def _row_outputs(x, base, kept_ext, kept_str, kept_out, outer_ext, outer_str, ru
             for i in range(kept_ext.size):
                 oo += index[i] * kept_out[i]
             _, mean, m2, low = _row(x, base + xo, outer_ext, outer_str, run, run_stride, 0,
-                                    count, want_m2, acc_type, block, exact)
+                                    count, want_m2, accumulator, block, exact)
             mean_out[oo] = mean + low
             m2_out[oo] = m2
             xo = _next(kept_ext, kept_str, index, xo)
 
 
 @njit(cache=True, parallel=True)
-def _row_split(x, base, outer_ext, outer_str, run, run_stride, count, want_m2, acc_type,
+def _row_split(x, base, outer_ext, outer_str, run, run_stride, count, want_m2, accumulator,
                block, exact, threads):
     counts = np.zeros(threads, np.int64)
     means = np.zeros(threads)
@@ -493,7 +498,7 @@ def _row_split(x, base, outer_ext, outer_str, run, run_stride, count, want_m2, a
     for t in prange(threads):
         lo, hi = _split(count, threads, t)
         counts[t], means[t], m2s[t], lows[t] = _row(x, base, outer_ext, outer_str, run,
-                                                    run_stride, lo, hi, want_m2, acc_type,
+                                                    run_stride, lo, hi, want_m2, accumulator,
                                                     block, exact)
     done, mean, m2, low = 0, 0.0, 0.0, 0.0
     for t in range(threads):
@@ -512,7 +517,7 @@ def _reduce(x, offset, kept_extent, kept_strides, out_strides, red_extent, red_s
     want_m2 = m2_out is not None
     m2_out = m2_out if want_m2 else np.empty_like(mean_out)
     exact = x.dtype.kind in "iu"
-    acc_type, block = INT_ACCUMULATOR[x.dtype] if exact else (np.float64, FLOAT_BLOCK)
+    accumulator, block = INT_ACCUMULATOR[x.dtype] if exact else (FLOAT_ACCUMULATOR, FLOAT_BLOCK)
     kept_ext = np.array(kept_extent, np.int64)
     kept_str = _elements(kept_strides, isz)
     kept_out = np.array(out_strides, np.int64)
@@ -531,7 +536,7 @@ def _reduce(x, offset, kept_extent, kept_strides, out_strides, red_extent, red_s
         if n_outer >= threads:
             _column_outputs(flat, base, out_ext, out_str, out_out, red_ext, red_str, count,
                             lane_stride, lanes, lane_out, mean_out, m2_out, want_m2,
-                            acc_type, block, exact, threads)
+                            accumulator, block, exact, threads)
             return
         if lanes >= LANES_PER_THREAD * threads:
             index = np.zeros(out_ext.size, np.int64)
@@ -539,7 +544,7 @@ def _reduce(x, offset, kept_extent, kept_strides, out_strides, red_extent, red_s
                 xo = _seek(out_ext, out_str, index, o)
                 oo = int(np.dot(index, out_out)) if out_ext.size else 0
                 _column_lanes(flat, base + xo, red_ext, red_str, count, lane_stride, lanes,
-                              lane_out, oo, mean_out, m2_out, want_m2, acc_type, block, exact,
+                              lane_out, oo, mean_out, m2_out, want_m2, accumulator, block, exact,
                               threads)
             return
         chunks = max(1, min(threads, count))
@@ -551,7 +556,7 @@ def _reduce(x, offset, kept_extent, kept_strides, out_strides, red_extent, red_s
             xo = _seek(out_ext, out_str, index, o)
             oo = int(np.dot(index, out_out)) if out_ext.size else 0
             _column_rows(flat, base + xo, red_ext, red_str, count, lane_stride, lanes,
-                         partial_mean, partial_m2, partial_low, want_m2, acc_type, block,
+                         partial_mean, partial_m2, partial_low, want_m2, accumulator, block,
                          exact, chunks)
             _merge_chunks(partial_mean, partial_m2, partial_low, count, oo, lane_out, mean_out,
                           m2_out)
@@ -561,7 +566,7 @@ def _reduce(x, offset, kept_extent, kept_strides, out_strides, red_extent, red_s
     run, run_stride = int(red_ext[-1]), int(red_str[-1])
     if outputs >= threads:
         _row_outputs(flat, base, kept_ext, kept_str, kept_out, outer_ext, outer_str, run,
-                     run_stride, count, mean_out, m2_out, want_m2, acc_type, block, exact,
+                     run_stride, count, mean_out, m2_out, want_m2, accumulator, block, exact,
                      threads)
         return
     index = np.zeros(kept_ext.size, np.int64)
@@ -569,7 +574,7 @@ def _reduce(x, offset, kept_extent, kept_strides, out_strides, red_extent, red_s
         xo = _seek(kept_ext, kept_str, index, o)
         oo = int(np.dot(index, kept_out)) if kept_ext.size else 0
         mean_out[oo], m2_out[oo] = _row_split(flat, base + xo, outer_ext, outer_str, run,
-                                              run_stride, count, want_m2, acc_type, block,
+                                              run_stride, count, want_m2, accumulator, block,
                                               exact, threads)
 
 
@@ -748,9 +753,10 @@ def _affine_kernel(x, x_offset, mean, inv, extent, x_strides, stats_strides, out
 
 
 @njit(cache=True)
-def _column_sums(x, r0, r1, k0, k1, s1, s2, acc_type, block):
+def _column_sums(x, r0, r1, k0, k1, s1, s2, accumulator, block):
     """Rows [r0, r1) of lanes [k0, k1) of the 2-D ``x`` added into int64 ``s1``, ``s2``: in
     narrow exact block sums eight rows a pass, as ``_column``, flushed every ``block`` rows."""
+    acc_type = accumulator.dtype.type  # the class itself: see INT_ACCUMULATOR
     width = min(LANE_BLOCK, k1 - k0)
     a1 = np.zeros(width, acc_type)
     a2 = np.zeros(width, acc_type)
@@ -779,19 +785,19 @@ def _column_sums(x, r0, r1, k0, k1, s1, s2, acc_type, block):
 
 
 @njit(cache=True, parallel=True)
-def _add_sums_by_lanes(x, s1, s2, chunks, acc_type, block):
+def _add_sums_by_lanes(x, s1, s2, chunks, accumulator, block):
     for chunk in prange(chunks):
         k0, k1 = _split(x.shape[1], chunks, chunk)
-        _column_sums(x, 0, x.shape[0], k0, k1, s1, s2, acc_type, block)
+        _column_sums(x, 0, x.shape[0], k0, k1, s1, s2, accumulator, block)
 
 
 @njit(cache=True, parallel=True)
-def _add_sums_by_rows(x, s1, s2, chunks, acc_type, block):
+def _add_sums_by_rows(x, s1, s2, chunks, accumulator, block):
     lanes = x.shape[1]
     partial = np.zeros((chunks, 2, lanes), dtype=np.int64)
     for chunk in prange(chunks):
         r0, r1 = _split(x.shape[0], chunks, chunk)
-        _column_sums(x, r0, r1, 0, lanes, partial[chunk, 0], partial[chunk, 1], acc_type,
+        _column_sums(x, r0, r1, 0, lanes, partial[chunk, 0], partial[chunk, 1], accumulator,
                      block)
     for chunk in range(chunks):
         for k in range(lanes):
@@ -805,13 +811,13 @@ def add_sums(x, rows, lanes, s1, s2):
     sums over 3,072 lanes, CIFAR images), like narrow rows, by rows into partial totals, so
     that each thread reads one contiguous range (per-channel cifar sums 1.2x faster)."""
     x = x.reshape(rows, lanes)
-    acc_type, block = INT_ACCUMULATOR[x.dtype]
+    accumulator, block = INT_ACCUMULATOR[x.dtype]
     threads = _use_threads(rows * lanes)
     short_rows = lanes <= SHORT_ROW_LANES and x.nbytes >= BY_ROWS_MIN_BYTES
     if lanes >= 256 * threads and not short_rows:
-        _add_sums_by_lanes(x, s1, s2, threads, acc_type, block)
+        _add_sums_by_lanes(x, s1, s2, threads, accumulator, block)
     else:
-        _add_sums_by_rows(x, s1, s2, threads, acc_type, block)
+        _add_sums_by_rows(x, s1, s2, threads, accumulator, block)
 
 
 # Numba's per-row cost is higher than the C++ loop's: wider lanes for a tiny channel axis
