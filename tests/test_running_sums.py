@@ -403,6 +403,31 @@ def test_numba_add_sums_are_exact(dtype, rows, lanes, threads):
     np.testing.assert_array_equal(s2, 7 + (wide * wide).sum(axis=0))
 
 
+def test_numba_kernels_take_no_class_arguments():
+    """Every jitted numba kernel that Python calls (statistics of each shape, add_sums) is
+    compiled for arrays and scalars only: Numba's dispatcher types a class argument, such as
+    an accumulator's np.uint32, in Python, about 10 us a call (as much as the kernel of a
+    64-image partial_fit batch)."""
+    numba = pytest.importorskip("numba")
+    nb = _config._load("numba")
+    x = large_odd_squares(np.uint8, (64, 8, 8, 3), 5)
+    with zm.use_backend("numba"):
+        for data in (x, x.astype(np.float32)):
+            for axis in (0, (0, 1, 2), (1, 2, 3), None):
+                zm.moments(data, axis=axis)
+        zm.StandardScaler(axis=0).partial_fit(x).partial_fit(x)
+    # The kernels that Python calls (the inner ones may take classes: jitted callers type
+    # them at compile time).
+    entries = (nb._column_outputs, nb._column_lanes, nb._column_rows, nb._row_outputs,
+               nb._row_split, nb._add_sums_by_lanes, nb._add_sums_by_rows)
+    called = [f for f in entries if f.signatures]
+    assert len(called) >= 3
+    for kernel in called:
+        for signature in kernel.signatures:
+            classes = [t for t in signature if isinstance(t, numba.types.NumberClass)]
+            assert not classes, f"{kernel.__name__}{signature} takes a class: {classes}"
+
+
 def test_nearest_quotient_is_floor_division():
     """RunningSums.moments' NumPy path finds q = (2 s1 + n) // (2 n) from a float64 estimate
     and the exact remainder: equal to the floor division across the int64 range it meets."""
