@@ -442,22 +442,61 @@ def test_nearest_quotient_is_floor_division():
             np.testing.assert_array_equal(_nearest_quotient(s1, n), (2 * s1 + n) // (2 * n))
 
 
-def test_moments_from_sums_match_numpy_and_check_arguments():
-    """The C++ moments of exact sums give the NumPy steps' bits, lanes folded to features."""
-    core = pytest.importorskip("zmfast._core")
-    rng = np.random.default_rng(22)
-    x = rng.integers(0, 256, (333, 4, 6), dtype=np.uint8)
-    sums = _stats.RunningSums.for_batch(x, (0,), stream=False)
-    sums.add(x)
-    mean, m2 = core.moments_from_sums(sums.count, *sums._totals(), sums.features)
+def _moments_from_sums_of(backend):
+    if backend == "cpp":
+        return pytest.importorskip("zmfast._core").moments_from_sums
+    pytest.importorskip(backend)
+    return _config._load(backend).moments_from_sums
+
+
+def _numpy_fold(n, s1, s2, features):
+    """RunningSums.moments' own NumPy steps on these totals."""
+    sums = _stats.RunningSums(np.int16, 2, (features,), stream=False, lanes=len(s1))
+    sums.s1[...], sums.s2[...] = s1, s2
+    sums.counter[0] = n
     with zm.use_backend("numpy"):
-        want = sums.moments()
-    np.testing.assert_array_equal(mean.reshape(want.mean.shape), want.mean)
-    np.testing.assert_array_equal(m2.reshape(want.m2.shape), want.m2)
-    s1, s2 = sums._totals()
+        return sums.moments()
+
+
+@pytest.mark.parametrize("backend", ["cpp", "numba"])
+def test_moments_from_sums_match_numpy_and_check_arguments(backend):
+    """The compiled moments of exact sums give the NumPy steps' bits, lanes folded to
+    features: sums of every integer dtype (negative ones floor-divide), and totals near the
+    limits (n * 65535**2 close to 2**63, where q * (S1 + r) is as large as S2), on one
+    thread and, from 131,072 statistics, on two."""
+    from_sums = _moments_from_sums_of(backend)
+    rng = np.random.default_rng(22)
+    cases = []
+    for dtype in INTEGER_DTYPES:
+        info = np.iinfo(dtype)
+        for shape, axes in (((333, 4, 6), (0,)), ((50, 7, 3), (0, 1)), ((9, 1), (0,)),
+                            ((3, 140_001), (0,))):  # statistics enough for threads
+            x = rng.integers(info.min, info.max, shape, dtype=dtype, endpoint=True)
+            sums = _stats.RunningSums.for_batch(x, axes, stream=False)
+            sums.add(x)
+            cases.append((sums.count, *sums._totals(), sums.features))
+    # n values, a fraction of them one below the top: exact int64 totals near 2**63.
+    for top, n in ((65535, 2_000_000_000), (-32768, 8_000_000_000), (32767, 8_000_000_000)):
+        s1, s2 = [], []
+        for below in (0, 1, n // 3, n // 2, n - 1):
+            s1.append(top * n - below)
+            s2.append(top * top * (n - below) + (top - 1) ** 2 * below)
+        assert max(s2) < 2**63
+        cases.append((n, np.array(s1), np.array(s2), len(s1)))
+    before = zm.get_num_threads()
+    zm.set_num_threads(2)
+    try:
+        for n, s1, s2, features in cases:
+            mean, m2 = from_sums(n, s1, s2, features)
+            want = _numpy_fold(n, s1, s2, features)
+            np.testing.assert_array_equal(mean, want.mean.reshape(-1))
+            np.testing.assert_array_equal(m2, want.m2.reshape(-1))
+    finally:
+        zm.set_num_threads(before)
+    n, s1, s2, features = cases[0]
     with pytest.raises(ValueError):
-        core.moments_from_sums(0, s1, s2, sums.features)  # no values
+        from_sums(0, s1, s2, features)  # no values
     with pytest.raises(ValueError):
-        core.moments_from_sums(sums.count, s1, s2[:-1], sums.features)  # lengths differ
+        from_sums(n, s1, s2[:-1], features)  # lengths differ
     with pytest.raises(ValueError):
-        core.moments_from_sums(sums.count, s1, s2, 7)  # not whole periods
+        from_sums(n, s1, s2, 7)  # not whole periods

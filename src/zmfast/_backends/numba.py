@@ -820,6 +820,49 @@ def add_sums(x, rows, lanes, s1, s2):
         _add_sums_by_rows(x, s1, s2, threads, accumulator, block)
 
 
+@njit(cache=True)
+def _fold_sums(n, s1, s2, features, f0, f1, mean, m2):
+    lanes = s1.shape[0]
+    for f in range(f0, f1):
+        a = np.int64(0)
+        b = np.int64(0)
+        for j in range(f, lanes, features):
+            a += s1[j]
+            b += s2[j]
+        q = (2 * a + n) // (2 * n)  # floor division: the integer nearest the mean, halves up
+        r = a - q * n
+        # sum (x - q)**2, wrapping on the way as NumPy's int64 does (exact at the end).
+        t = np.int64(np.uint64(b) - np.uint64(q) * (np.uint64(a) + np.uint64(r)))
+        rn = r / n
+        mean[f] = q + rn
+        spread = t - r * rn
+        m2[f] = spread if spread >= 0.0 else 0.0  # np.maximum(spread, 0.0)
+
+
+@njit(cache=True, parallel=True)
+def _fold_sums_parallel(n, s1, s2, features, mean, m2, chunks):
+    for chunk in prange(chunks):
+        f0, f1 = _split(features, chunks, chunk)
+        _fold_sums(n, s1, s2, features, f0, f1, mean, m2)
+
+
+def moments_from_sums(n, s1, s2, features):
+    """(mean, M2) of each of ``features`` statistics from exact int64 sums over lanes (lane
+    j holds statistic j % features) of ``n`` values each: the integer and float64 steps of
+    zmfast._stats.RunningSums.moments, so the same bits, without its NumPy temporaries
+    (per channel: 21 against 79 us for 3,072 lanes; per pixel of imagenet, 150,528
+    statistics: 1.1 ms on two threads against 9.5 ms)."""
+    if n < 1 or features < 1 or s1.shape != s2.shape or s1.ndim != 1 or s1.size % features:
+        raise ValueError("moments_from_sums: n >= 1 and s1, s2 of equal length, whole periods "
+                         "of features")
+    mean, m2 = np.empty(features), np.empty(features)
+    if features >= MIN_ELEMENTS_PER_THREAD:  # an integer division each: threads pay here
+        _fold_sums_parallel(n, s1, s2, features, mean, m2, _use_threads(features))
+    else:  # no parallel region to start (2-5 us)
+        _fold_sums(n, s1, s2, features, 0, features, mean, m2)
+    return mean, m2
+
+
 # Numba's per-row cost is higher than the C++ loop's: wider lanes for a tiny channel axis
 # (C=3) mean fewer, longer rows (measured: per-channel stats 1.3x faster than with 192).
 WIDE_LANES = 1536
