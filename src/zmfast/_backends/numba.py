@@ -414,6 +414,20 @@ def _row(x, base, outer_ext, outer_str, run, run_stride, lo, hi, want_m2, accumu
     """Moments of flat reduced indices [lo, hi); returns (count, mean, m2, low), ``low`` the
     mean's rounding error (see ``_chan``)."""
     acc_type = accumulator.dtype.type  # the class itself: see INT_ACCUMULATOR
+    if outer_ext.size == 0 and hi - lo < VIRTUAL_LANES:
+        # One short run (the mean over channels of an NHWC batch): summed in order, as the
+        # lanes below would hold it (one value each, added up from lane 0), with no lane
+        # arrays to allocate (8,192 outputs of three bytes: 75 ns an output, NumPy's 25).
+        if hi == lo:
+            return 0, 0.0, 0.0, 0.0
+        shift = acc_type(_shift_of(x[base + lo * run_stride], exact))
+        t1, t2 = acc_type(0), acc_type(0)
+        for v in range(lo, hi):
+            d = acc_type(x[base + v * run_stride]) - shift
+            t1 += d
+            t2 += d * d
+        mean, m2, low = _block_moments(hi - lo, t1, t2, shift, exact)
+        return hi - lo, mean, m2, low
     s1 = np.zeros(VIRTUAL_LANES, acc_type)
     s2 = np.zeros(VIRTUAL_LANES, acc_type)
     limit = block if exact else block * VIRTUAL_LANES
