@@ -1567,13 +1567,12 @@ inline bool add_channel_sums(const uint8_t* x, int64_t bytes, int channels, int6
   if (!vbmi && !rgb_avx2) return false;
   const int64_t step_bytes = vbmi ? 64 * channels : 192, steps = bytes / step_bytes;
   // The AVX2 kernel with squares takes about 2.2x the read floor's time in L2, so a second
-  // thread pays from about 110 KB, as threads_for allows (one 224x224x3 image: 2.75 against
-  // 3.70 us, 256 KB: 4.1 against 6.5 us, 96 KB: no gain; Zen 3, data in cache). zm.moments
-  // per channel took 0.88x the time for one such image, 0.69x for two (A/B, 2 threads).
+  // thread pays from about 110 KB: 64 KB a thread, as threads_for gives (one 224x224x3 image:
+  // 2.75 against 3.70 us, 256 KB: 4.1 against 6.5 us, 96 KB: no gain; Zen 3, data in cache).
+  // zm.moments per channel took 0.88x the time for one such image, 0.69x for two (A/B).
+  const int64_t per_thread = rgb_avx2 && s2 ? kMinElementsPerThread : kSumsBytesPerThread;
   const int threads =
-      rgb_avx2 && s2 ? threads_for(requested_threads, bytes)
-                     : int(std::max<int64_t>(1, std::min<int64_t>(requested_threads,
-                                                                  bytes / kSumsBytesPerThread)));
+      int(std::max<int64_t>(1, std::min<int64_t>(requested_threads, bytes / per_thread)));
   std::vector<int64_t> partial(size_t(6 * threads), 0);  // per thread: S1, S2 of 3 channels
   parallel_tasks(threads, threads, [&](int64_t t) {
     int64_t k0, k1;
