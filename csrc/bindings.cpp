@@ -571,6 +571,16 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("m2"), py::arg("divisor"), py::arg("root"),
       "In place: m2 / divisor (var), and its square root where root (std).");
+  m.def(
+      "all_finite",
+      [](py::array_t<double, py::array::c_style> x) {
+        const double* p = x.data();
+        const int64_t n = int64_t(x.size());
+        const int threads = g_threads.load();
+        py::gil_scoped_release release;
+        return zm::all_finite(p, n, threads);
+      },
+      py::arg("x"), "Whether every value of x is finite.");
   py::class_<ColumnSums>(m, "ColumnSums",
                          "Exact running column sums of a stream of integer batches.")
       .def(py::init<py::dtype, int, Ints, int64_t, int64_t, py::array_t<int64_t, 0>,

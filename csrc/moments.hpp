@@ -12,8 +12,10 @@
 // formula in float64.
 #pragma once
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -2347,6 +2349,112 @@ template <class T, bool M2> ShortRuns* short_runs_for(Level level) {
   return short_runs_base<T, M2>;
 }
 
+// Column reductions over few rows (count < kFewRows, one block: the mean image of two images,
+// F-ordered channels, lanes at a step): each lane's sums are finished straight into the
+// outputs. The general column loop spends 10-20 ns a lane on its running moments, their
+// scratch and the row-chunk merge, against 1-2 ns for the values of 7 rows (100,003 float32
+// lanes: 1.2 ms, NumPy 0.19 ms). Branch-free per lane, so the finish vectorises too. Integers
+// as short_runs_impl (exact in int64, rounded once), floats as block_moments.
+constexpr int64_t kFewRows = 32, kFewRowsLanes = 1024;  // lanes a pass: 24 KB of sums, in L1
+
+template <class T, bool kWantM2>
+ZM_INLINE void few_rows_impl(const char* base, const Space& rows, int64_t lane_stride,
+                             int64_t lanes, double* mean_out, double* m2_out,
+                             int64_t out_stride) {
+  static_assert(!kIsInt<T> || sizeof(T) <= 2, "the integer sums below are for 8 and 16 bits");
+  using Sum = std::conditional_t<kIsInt<T>, int64_t, double>;
+  alignas(64) Sum s1[kFewRowsLanes], s2[kFewRowsLanes];
+  alignas(64) double shift[kFewRowsLanes];
+  const int64_t count = rows.size();
+  const double n = double(count);
+  const bool contiguous = lane_stride == int64_t(sizeof(T));
+  for (int64_t k0 = 0; k0 < lanes; k0 += kFewRowsLanes) {
+    const int64_t kn = std::min(kFewRowsLanes, lanes - k0);
+    const char* const origin = base + k0 * lane_stride;
+    for (int64_t k = 0; k < kn; ++k) {
+      s1[k] = 0;
+      s2[k] = 0;
+      if constexpr (!kIsInt<T>) {
+        const double first = double(*reinterpret_cast<const T*>(origin + k * lane_stride));
+        shift[k] = std::fabs(first) <= std::numeric_limits<double>::max() ? first : 0.0;
+      }
+    }
+    Counter row(rows, 0);
+    for (int64_t r = 0; r < count; ++r, row.next()) {
+      const char* const p = origin + row.offset[0];
+      auto add = [&](int64_t k, T value) {
+        if constexpr (kIsInt<T>) {
+          s1[k] += int64_t(value);
+          if constexpr (kWantM2) s2[k] += int64_t(value) * int64_t(value);
+        } else {
+          const double d = double(value) - shift[k];
+          s1[k] += d;
+          if constexpr (kWantM2) s2[k] += d * d;
+        }
+      };
+      if (contiguous) {
+        const T* const x = reinterpret_cast<const T*>(p);
+        for (int64_t k = 0; k < kn; ++k) add(k, x[k]);
+      } else {
+        for (int64_t k = 0; k < kn; ++k) add(k, *reinterpret_cast<const T*>(p + k * lane_stride));
+      }
+    }
+    double* const mean_at = mean_out + k0 * out_stride;
+    double* const m2_at = kWantM2 ? m2_out + k0 * out_stride : nullptr;
+    auto finish = [&](auto stride) {  // a constant 1 for contiguous outputs, so stores vectorise
+      for (int64_t k = 0; k < kn; ++k) {
+        if constexpr (kIsInt<T>) {
+          // |S1| < 2^21 and n S2 < 2^42 for 8- and 16-bit values and n < 32.
+          const int64_t a = s1[k], b = s2[k];
+          mean_at[k * stride] = double(a) / n;
+          if constexpr (kWantM2) m2_at[k * stride] = double(count * b - a * a) / n;
+        } else {
+          const double offset = s1[k] / n, total = shift[k] + offset;
+          // TwoSum's error is NaN exactly where the mean is not finite (the shift is): a
+          // select on the error itself, which GCC cannot sink into a branch, so the loop
+          // vectorises.
+          const double error = two_sum_error(shift[k], offset, total);
+          mean_at[k * stride] = total + (error == error ? error : 0.0);
+          if constexpr (kWantM2) {
+            const double spread = s2[k] - s1[k] * offset;
+            m2_at[k * stride] = spread <= 0 ? 0.0 : spread;  // rounding, -0.0; NaN stays NaN
+          }
+        }
+      }
+    };
+    if (out_stride == 1)
+      finish(std::integral_constant<int64_t, 1>{});
+    else
+      finish(out_stride);
+  }
+}
+using FewRows = void(const char*, const Space&, int64_t, int64_t, double*, double*, int64_t);
+template <class T, bool M2>
+void few_rows_base(const char* b, const Space& r, int64_t ls, int64_t l, double* mean, double* m2,
+                   int64_t os) {
+  few_rows_impl<T, M2>(b, r, ls, l, mean, m2, os);
+}
+#if ZMFAST_X86_DISPATCH
+template <class T, bool M2>
+ZM_TARGET_AVX2 void few_rows_avx2(const char* b, const Space& r, int64_t ls, int64_t l,
+                                  double* mean, double* m2, int64_t os) {
+  few_rows_impl<T, M2>(b, r, ls, l, mean, m2, os);
+}
+template <class T, bool M2>
+ZM_TARGET_AVX512 void few_rows_avx512(const char* b, const Space& r, int64_t ls, int64_t l,
+                                      double* mean, double* m2, int64_t os) {
+  few_rows_impl<T, M2>(b, r, ls, l, mean, m2, os);
+}
+#endif
+template <class T, bool M2> FewRows* few_rows_for(Level level) {
+#if ZMFAST_X86_DISPATCH
+  if (level == Level::avx512) return few_rows_avx512<T, M2>;
+  if (level == Level::avx2) return few_rows_avx2<T, M2>;
+#endif
+  (void)level;
+  return few_rows_base<T, M2>;
+}
+
 // ---------------------------------------------------------------------------------------
 // The whole reduction. `kept` dims: array 0 = x byte strides, array 1 = output element
 // strides. `red` dims: array 0 = x byte strides, innermost (smallest stride) last.
@@ -2387,6 +2495,25 @@ void reduce_moments(const char* base, const Space& kept, const Space& red, doubl
                                          mean_out, m2_out, threads))
       return;
     const int64_t n_outer = outer.size();
+    if (count < kFewRows) {  // (outer index, lane range) units, each finished by one thread
+      FewRows* const few_rows = few_rows_for<T, kWantM2>(current_level());
+      const int64_t lane_parts =
+          n_outer >= threads ? 1 : std::min(lanes, (threads + n_outer - 1) / n_outer);
+      parallel_tasks(threads, threads, [&](int64_t t) {
+        int64_t u0, u1;
+        split_range(n_outer * lane_parts, threads, t, u0, u1);
+        for (int64_t u = u0; u < u1; ++u) {
+          const Counter o(outer, u / lane_parts);
+          int64_t k0, k1;
+          split_range(lanes, lane_parts, u % lane_parts, k0, k1);
+          few_rows(base + o.offset[0] + k0 * lane_stride, red, lane_stride, k1 - k0,
+                   mean_out + o.offset[1] + k0 * lane_out_stride,
+                   kWantM2 ? m2_out + o.offset[1] + k0 * lane_out_stride : nullptr,
+                   lane_out_stride);
+        }
+      });
+      return;
+    }
     if (n_outer >= threads) {  // many independent outputs: one serial column task each
       Running* const scratch = reusable_scratch(size_t(threads) * size_t(lanes));
       parallel_tasks(threads, threads, [&](int64_t t) {
@@ -2536,6 +2663,29 @@ inline void finish_spread(double* m2, int64_t n, double divisor, bool root,
     split_range(n, threads, t, lo, hi);
     finish(m2 + lo, hi - lo, divisor, root);
   });
+}
+
+// Whether every value is finite: the reductions' check for an overflow on the way (see
+// zmfast._stats._overflowed). NumPy's isfinite(...).any() over the mean and M2 of 50,176
+// lanes took 44 us, as long as the kernel. Memory-bound: baseline code for every level.
+inline bool all_finite(const double* x, int64_t n, int requested_threads) {
+  const int threads = threads_for(requested_threads, n * 2);
+  std::atomic<uint32_t> bad{0};
+  parallel_tasks(threads, threads, [&](int64_t t) {
+    // Tests of the exponent bits in 32-bit integers, with no early exit, so that the loop
+    // vectorises on SSE2 (which compares neither doubles quietly nor 64-bit integers).
+    constexpr uint32_t kExponent = uint32_t(0x7ff) << 20;  // of the high word
+    int64_t lo, hi;
+    uint32_t found = 0;
+    split_range(n, threads, t, lo, hi);
+    for (int64_t i = lo; i < hi; ++i) {
+      uint64_t bits;
+      std::memcpy(&bits, x + i, sizeof bits);
+      found |= uint32_t((uint32_t(bits >> 32) & kExponent) == kExponent);
+    }
+    bad.fetch_or(found, std::memory_order_relaxed);
+  });
+  return bad.load() == 0;
 }
 
 }  // namespace zm

@@ -407,6 +407,31 @@ def test_overflow_on_the_way_gives_numpys_values(backend, name):
     assert mean == np.mean(x[:1]) and np.isfinite(mean)
 
 
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_overflow_check_of_many_results(backend, name):
+    """Past the quick check's 4,096 results the backend's own all_finite check decides: one
+    overflowing column among 5,000 (in any layout of the results) sends the call to NumPy,
+    with its values and warnings; a NaN column alone keeps the fast result."""
+    x = np.tile(np.array([[1.0], [2.0], [4.0]]), (1, 5000))
+    x[:, 4321] = (1.5e308, -1e308, -1e308)
+    with_nan = x.copy()
+    with_nan[:, 4321] = (np.nan, 1.0, 2.0)
+    for data, axis in [(x, 0), (x.T, 1), (np.asfortranarray(x).reshape(3, 50, 100), 0),
+                       (with_nan, 0)]:
+        with warnings.catch_warnings(record=True) as numpy_warnings:
+            warnings.simplefilter("always")
+            expected = getattr(np, name)(data, axis=axis)
+        with warnings.catch_warnings(record=True) as zmfast_warnings:
+            warnings.simplefilter("always")
+            got = getattr(zm, name)(data, axis=axis)
+        if data is with_nan:  # zmfast's own values (within an ulp or two of NumPy's)
+            np.testing.assert_allclose(got, expected, rtol=1e-15)
+            assert np.isnan(got[4321])
+        else:
+            np.testing.assert_array_equal(got, expected)
+        assert warning_kinds(zmfast_warnings) == warning_kinds(numpy_warnings)
+
+
 def test_large_finite_results_pass_the_quick_overflow_check(backend):
     """Means whose squares overflow (the quick check's dot product is inf) are still NumPy's
     values, without a warning NumPy does not give."""
@@ -753,3 +778,47 @@ def test_reductions_of_repeated_values(backend, dtype):
             want, _, want_warnings = capture(getattr(np, name), x, axis=axis)
             assert_same_as_numpy(got, want, name)
             assert warning_kinds(got_warnings) == warning_kinds(want_warnings), name
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.float32,
+                                   np.float64])
+@pytest.mark.parametrize("rows", [1, 2, 7, 31, 32])
+def test_column_reductions_over_few_rows(backend, restore_threads, dtype, rows):
+    """Column reductions of under 32 rows (the mean image of two images, F-ordered channels,
+    lanes at a step) finish each lane straight into the outputs; 32 rows take the general
+    loop. Many lanes (past one pass of 1,024), every layout that keeps lanes innermost or
+    strided, one thread and two (split by lanes), near an offset, with inf and NaN."""
+    rng = np.random.default_rng(rows)
+    if np.dtype(dtype).kind == "f":
+        base = (1e6 + rng.uniform(0, 1, (rows, 2500))).astype(dtype)
+        base[0, :4] = (np.inf, -np.inf, np.nan, 0.0)
+        base[-1, 3] = np.inf
+    else:
+        info = np.iinfo(dtype)
+        base = rng.integers(info.min, int(info.max) + 1, (rows, 2500), dtype=dtype)
+        base[:, :3] = (info.min, info.max, info.min)
+    cases = [(base, 0), (base[::-1], 0), (base[:, ::3], 0), (base[:, ::-2], 0),
+             (np.asfortranarray(base).T, 1), (base.reshape(rows, 50, 50), (0,)),
+             (base.reshape(rows, 50, 50).transpose(1, 2, 0), 2),
+             (np.ascontiguousarray(base.reshape(rows, 50, 50).transpose(1, 0, 2)), 1)]
+    for threads in (1, 2):
+        zm.set_num_threads(threads)
+        for x, axis in cases:
+            what = f"{x.shape} {x.strides} axis={axis} threads={threads}"
+            ref = Reference(x, normalize_axes(axis, x.ndim))
+            with np.errstate(invalid="ignore"):
+                m = zm.moments(x, axis=axis)
+                var = zm.var(x, axis=axis)
+                # The lanes holding inf or NaN: NumPy's values (the reference refines its
+                # means by their deviations, which turns inf into NaN).
+                want_mean = np.mean(x.astype(np.float64), axis=axis)
+                want_var = np.var(x.astype(np.float64), axis=axis)
+            special = ~np.isfinite(want_mean)
+            assert np.any(special) == (x.dtype.kind == "f"), what
+            np.testing.assert_array_equal(m.mean[special], want_mean[special], err_msg=what)
+            np.testing.assert_array_equal(var[special], want_var[special], err_msg=what)
+            assert_close_to_reference(m.mean[~special], ref.mean[~special], np.float64,
+                                      atol=ref.mean_atol(), ulps=2, what=f"{what} mean")
+            assert_close_to_reference(var[~special], ref.var()[~special],
+                                      x.dtype if x.dtype.kind == "f" else np.float64,
+                                      atol=ref.var_atol(), what=f"{what} var")

@@ -260,7 +260,7 @@ def _nearest_quotient(s1, n):
 _QUICK_CHECK_MAX = 4096
 
 
-def _overflowed(a, axes, stats):
+def _overflowed(backend, a, axes, stats):
     """Whether a non-finite result comes from finite data: an overflow on the way that NumPy
     may not have (the shift of mean([1.5e308, -1e308]), the squares of var([1e308, -1e308])).
     Such calls get NumPy's own values and warnings. NaN and inf in the data propagate as in
@@ -271,8 +271,12 @@ def _overflowed(a, axes, stats):
     # clears them all. np.vdot, unlike a ufunc's sum, raises no overflow warning (an overflow
     # only sends the call on to the full check), and at this size BLAS runs it on the calling
     # thread: a larger one could wake BLAS threads that then spin beside the kernels' own.
-    if mean.size <= _QUICK_CHECK_MAX and math.isfinite(
-            np.vdot(mean, mean if m2 is None else m2)):
+    # More results go to the backend's own check (NumPy's isfinite took as long as the
+    # kernel for the mean and M2 of one F-ordered image's pixels).
+    if mean.size <= _QUICK_CHECK_MAX:
+        if math.isfinite(np.vdot(mean, mean if m2 is None else m2)):
+            return False
+    elif backend.all_finite(mean) and (m2 is None or backend.all_finite(m2)):
         return False
     broken = [~np.isfinite(s) for s in stats if s is not None]
     if not any(b.any() for b in broken):
@@ -318,7 +322,7 @@ def _reduce(a, axis, want_m2, ddof=0):
         return axes, count, None
     if a.dtype.kind == "f":
         stats = backend.moments(a, axes, want_m2)
-        if backend.name != "numpy" and _overflowed(a, axes, stats):
+        if backend.name != "numpy" and _overflowed(backend, a, axes, stats):
             return axes, count, None
         return axes, count, stats
     features = a.size // count

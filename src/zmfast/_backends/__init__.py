@@ -12,6 +12,9 @@ Every backend module provides the same small interface:
     ``"channels_last"`` (axis -3 of ``x`` to last). ``mean`` and ``std`` are float64 arrays
     of one shape that broadcasts against ``x`` seen channels-last; ``std`` is finite and
     non-zero; ``out`` is a C-contiguous array of the output shape that does not overlap ``x``.
+``all_finite(values) -> bool`` (the compiled backends)
+    Whether every value of a float64 result of ``moments`` is finite: the public layer's
+    check for an overflow on the way.
 ``set_num_threads(n)``
     Number of threads for later calls.
 """

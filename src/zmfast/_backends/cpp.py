@@ -20,6 +20,11 @@ def finish_spread(m2, divisor, root):
     _core.finish_spread(m2, divisor, root)
 
 
+def all_finite(values):
+    """Whether every value of the float64 result ``values`` is finite (any layout)."""
+    return _core.all_finite(values.ravel(order="K"))
+
+
 def add_sums(x, rows, lanes, s1, s2):
     _core.add_sums(x, rows, lanes, s1, s2)
 

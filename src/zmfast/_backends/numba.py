@@ -877,6 +877,19 @@ def moments_from_sums(n, s1, s2, features):
     return mean, m2
 
 
+@njit(cache=True)
+def _all_finite(flat):
+    for value in flat:
+        if not np.isfinite(value):
+            return False
+    return True
+
+
+def all_finite(values):
+    """Whether every value of the float64 result ``values`` is finite (any layout)."""
+    return _all_finite(values.ravel(order="K"))
+
+
 # Numba's per-row cost is higher than the C++ loop's: wider lanes for a tiny channel axis
 # (C=3) mean fewer, longer rows (measured: per-channel stats 1.3x faster than with 192).
 WIDE_LANES = 1536
