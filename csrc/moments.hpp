@@ -348,54 +348,11 @@ ZM_INLINE int64_t row_moments_impl(const char* base, const Space& outer, int64_t
 using ColumnArgs = void(const char*, const Space&, int64_t, int64_t, int64_t, int64_t, Running*);
 using RowArgs = int64_t(const char*, const Space&, int64_t, int64_t, int64_t, int64_t, Running&);
 
-template <class T, bool M2>
-void column_moments_base(const char* b, const Space& s, int64_t r0, int64_t r1, int64_t ls,
-                         int64_t n, Running* o) {
-  column_moments_impl<T, M2>(b, s, r0, r1, ls, n, o);
-}
-template <class T, bool M2>
-int64_t row_moments_base(const char* b, const Space& s, int64_t run, int64_t rs, int64_t lo,
-                         int64_t hi, Running& a) {
-  return row_moments_impl<T, M2>(b, s, run, rs, lo, hi, a);
-}
-#if ZMFAST_X86_DISPATCH
-template <class T, bool M2>
-ZM_TARGET_AVX2 void column_moments_avx2(const char* b, const Space& s, int64_t r0, int64_t r1,
-                                        int64_t ls, int64_t n, Running* o) {
-  column_moments_impl<T, M2>(b, s, r0, r1, ls, n, o);
-}
-template <class T, bool M2>
-ZM_TARGET_AVX512 void column_moments_avx512(const char* b, const Space& s, int64_t r0,
-                                            int64_t r1, int64_t ls, int64_t n, Running* o) {
-  column_moments_impl<T, M2>(b, s, r0, r1, ls, n, o);
-}
-template <class T, bool M2>
-ZM_TARGET_AVX2 int64_t row_moments_avx2(const char* b, const Space& s, int64_t run, int64_t rs,
-                                        int64_t lo, int64_t hi, Running& a) {
-  return row_moments_impl<T, M2>(b, s, run, rs, lo, hi, a);
-}
-template <class T, bool M2>
-ZM_TARGET_AVX512 int64_t row_moments_avx512(const char* b, const Space& s, int64_t run,
-                                            int64_t rs, int64_t lo, int64_t hi, Running& a) {
-  return row_moments_impl<T, M2>(b, s, run, rs, lo, hi, a);
-}
-#endif
-
 template <class T, bool M2> ColumnArgs* column_moments_for(Level level) {
-#if ZMFAST_X86_DISPATCH
-  if (level == Level::avx512) return column_moments_avx512<T, M2>;
-  if (level == Level::avx2) return column_moments_avx2<T, M2>;
-#endif
-  (void)level;
-  return column_moments_base<T, M2>;
+  return Levels<ColumnArgs, column_moments_impl<T, M2>>::pick(level);
 }
 template <class T, bool M2> RowArgs* row_moments_for(Level level) {
-#if ZMFAST_X86_DISPATCH
-  if (level == Level::avx512) return row_moments_avx512<T, M2>;
-  if (level == Level::avx2) return row_moments_avx2<T, M2>;
-#endif
-  (void)level;
-  return row_moments_base<T, M2>;
+  return Levels<RowArgs, row_moments_impl<T, M2>>::pick(level);
 }
 
 // Per-lane partial moments, kept by the calling thread between calls: a fresh multi-MB
@@ -457,22 +414,12 @@ ZM_INLINE void column_sums_impl(const T* x, int64_t row_stride, int64_t rows, in
 
 using SumsArgs = void(const void*, int64_t, int64_t, int64_t, int64_t*, int64_t*);
 
+// The kernels' untyped entry: a column_sums_for kernel takes any element type's rows.
 template <class T>
-void column_sums_base(const void* x, int64_t rs, int64_t r, int64_t l, int64_t* a, int64_t* b) {
+ZM_INLINE void column_sums_untyped(const void* x, int64_t rs, int64_t r, int64_t l, int64_t* a,
+                                   int64_t* b) {
   column_sums_impl<T>(static_cast<const T*>(x), rs, r, l, a, b);
 }
-#if ZMFAST_X86_DISPATCH
-template <class T>
-ZM_TARGET_AVX2 void column_sums_avx2(const void* x, int64_t rs, int64_t r, int64_t l, int64_t* a,
-                                     int64_t* b) {
-  column_sums_impl<T>(static_cast<const T*>(x), rs, r, l, a, b);
-}
-template <class T>
-ZM_TARGET_AVX512 void column_sums_avx512(const void* x, int64_t rs, int64_t r, int64_t l,
-                                         int64_t* a, int64_t* b) {
-  column_sums_impl<T>(static_cast<const T*>(x), rs, r, l, a, b);
-}
-#endif
 
 // Rows of uint8 whose sums the AVX-512 kernels keep in 32 bits before they flush them.
 constexpr int64_t kU8BlockRows = 512;
@@ -1616,14 +1563,11 @@ SumsArgs* column_sums_for(Level level, bool squares = true) {
   if constexpr (std::is_same<T, uint8_t>::value) {
     if (level == Level::avx512 && use_vnni()) return u8_totals<column_sums_u8_vnni>;
     if (level == Level::avx512) return u8_totals<column_sums_u8_avx512>;
-  }
-  if (level == Level::avx512) return column_sums_avx512<T>;
-  if constexpr (std::is_same<T, uint8_t>::value)
     if (level == Level::avx2) return squares ? column_sums_u8_avx2 : column_s1_u8_avx2;
-  if (level == Level::avx2) return column_sums_avx2<T>;
+  }
 #endif
-  (void)level, (void)squares;
-  return column_sums_base<T>;
+  (void)squares;
+  return Levels<SumsArgs, column_sums_untyped<T>>::pick(level);
 }
 
 // S1 += column sums and S2 += column sums of squares of a C-contiguous (rows, lanes) block.
@@ -2323,30 +2267,8 @@ ZM_INLINE void short_runs_impl(const char* base, const Space& kept, int64_t run,
 }
 using ShortRuns = void(const char*, const Space&, int64_t, int64_t, int64_t, int64_t, double*,
                        double*);
-template <class T, bool M2>
-void short_runs_base(const char* b, const Space& k, int64_t run, int64_t rs, int64_t o0,
-                     int64_t o1, double* mean, double* m2) {
-  short_runs_impl<T, M2>(b, k, run, rs, o0, o1, mean, m2);
-}
-#if ZMFAST_X86_DISPATCH
-template <class T, bool M2>
-ZM_TARGET_AVX2 void short_runs_avx2(const char* b, const Space& k, int64_t run, int64_t rs,
-                                    int64_t o0, int64_t o1, double* mean, double* m2) {
-  short_runs_impl<T, M2>(b, k, run, rs, o0, o1, mean, m2);
-}
-template <class T, bool M2>
-ZM_TARGET_AVX512 void short_runs_avx512(const char* b, const Space& k, int64_t run, int64_t rs,
-                                        int64_t o0, int64_t o1, double* mean, double* m2) {
-  short_runs_impl<T, M2>(b, k, run, rs, o0, o1, mean, m2);
-}
-#endif
 template <class T, bool M2> ShortRuns* short_runs_for(Level level) {
-#if ZMFAST_X86_DISPATCH
-  if (level == Level::avx512) return short_runs_avx512<T, M2>;
-  if (level == Level::avx2) return short_runs_avx2<T, M2>;
-#endif
-  (void)level;
-  return short_runs_base<T, M2>;
+  return Levels<ShortRuns, short_runs_impl<T, M2>>::pick(level);
 }
 
 // Column reductions over few rows (count < kFewRows, one block: the mean image of two images,
@@ -2429,30 +2351,8 @@ ZM_INLINE void few_rows_impl(const char* base, const Space& rows, int64_t lane_s
   }
 }
 using FewRows = void(const char*, const Space&, int64_t, int64_t, double*, double*, int64_t);
-template <class T, bool M2>
-void few_rows_base(const char* b, const Space& r, int64_t ls, int64_t l, double* mean, double* m2,
-                   int64_t os) {
-  few_rows_impl<T, M2>(b, r, ls, l, mean, m2, os);
-}
-#if ZMFAST_X86_DISPATCH
-template <class T, bool M2>
-ZM_TARGET_AVX2 void few_rows_avx2(const char* b, const Space& r, int64_t ls, int64_t l,
-                                  double* mean, double* m2, int64_t os) {
-  few_rows_impl<T, M2>(b, r, ls, l, mean, m2, os);
-}
-template <class T, bool M2>
-ZM_TARGET_AVX512 void few_rows_avx512(const char* b, const Space& r, int64_t ls, int64_t l,
-                                      double* mean, double* m2, int64_t os) {
-  few_rows_impl<T, M2>(b, r, ls, l, mean, m2, os);
-}
-#endif
 template <class T, bool M2> FewRows* few_rows_for(Level level) {
-#if ZMFAST_X86_DISPATCH
-  if (level == Level::avx512) return few_rows_avx512<T, M2>;
-  if (level == Level::avx2) return few_rows_avx2<T, M2>;
-#endif
-  (void)level;
-  return few_rows_base<T, M2>;
+  return Levels<FewRows, few_rows_impl<T, M2>>::pick(level);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -2637,25 +2537,10 @@ ZM_INLINE void finish_spread_impl(double* m2, int64_t n, double divisor, bool ro
   }
 }
 using FinishSpread = void(double*, int64_t, double, bool);
-inline void finish_spread_base(double* m2, int64_t n, double d, bool r) {
-  finish_spread_impl(m2, n, d, r);
-}
-#if ZMFAST_X86_DISPATCH
-ZM_TARGET_AVX2 inline void finish_spread_avx2(double* m2, int64_t n, double d, bool r) {
-  finish_spread_impl(m2, n, d, r);
-}
-ZM_TARGET_AVX512 inline void finish_spread_avx512(double* m2, int64_t n, double d, bool r) {
-  finish_spread_impl(m2, n, d, r);
-}
-#endif
 
 inline void finish_spread(double* m2, int64_t n, double divisor, bool root,
                           int requested_threads) {
-  FinishSpread* finish = finish_spread_base;
-#if ZMFAST_X86_DISPATCH
-  if (current_level() == Level::avx512) finish = finish_spread_avx512;
-  if (current_level() == Level::avx2) finish = finish_spread_avx2;
-#endif
+  FinishSpread* const finish = Levels<FinishSpread, finish_spread_impl>::pick(current_level());
   // A square root costs about what a few bytes of input do: threads from fewer values.
   const int threads = threads_for(requested_threads, n * (root ? 16 : 2));
   parallel_tasks(threads, threads, [&](int64_t t) {

@@ -737,31 +737,8 @@ ZM_INLINE void planes_impl(const T* x, const double* mean, const double* inv,
 template <int C, class T, class O>
 using Planes = void(const T*, const double*, const double*, int64_t, O*, int64_t, int64_t, int64_t);
 
-template <int C, class T, class O>
-void planes_base(const T* x, const double* m, const double* s, int64_t step, O* out,
-                 int64_t plane, int64_t p0, int64_t p1) {
-  planes_impl<C, T, O>(x, m, s, step, out, plane, p0, p1);
-}
-#if ZMFAST_X86_DISPATCH
-template <int C, class T, class O>
-ZM_TARGET_AVX2 void planes_avx2(const T* x, const double* m, const double* s, int64_t step,
-                                O* out, int64_t plane, int64_t p0, int64_t p1) {
-  planes_impl<C, T, O>(x, m, s, step, out, plane, p0, p1);
-}
-template <int C, class T, class O>
-ZM_TARGET_AVX512 void planes_avx512(const T* x, const double* m, const double* s, int64_t step,
-                                    O* out, int64_t plane, int64_t p0, int64_t p1) {
-  planes_impl<C, T, O>(x, m, s, step, out, plane, p0, p1);
-}
-#endif
-
 template <int C, class T, class O> Planes<C, T, O>* planes_for(Level level) {
-#if ZMFAST_X86_DISPATCH
-  if (level == Level::avx512) return planes_avx512<C, T, O>;
-  if (level == Level::avx2) return planes_avx2<C, T, O>;
-#endif
-  (void)level;
-  return planes_base<C, T, O>;
+  return Levels<Planes<C, T, O>, planes_impl<C, T, O>>::pick(level);
 }
 
 // Per-pixel statistics are re-read for every image; blocks of this many elements keep
@@ -893,7 +870,7 @@ void affine(const char* x, const double* mean, const double* inv, char* out, con
     // thread streams that line as one float64 step of the wrapped statistics, instead of two
     // partial lines of scalar normal stores (each of which read the line from memory first).
     // Only AVX2's streamed float32 rows, a row a call, take it.
-    alignas(32) double wrap_mean[16], wrap_inv[16];
+    [[maybe_unused]] alignas(32) double wrap_mean[16], wrap_inv[16];
     const int64_t wrap_tail = 16 - head;  // the row's columns in the shared line
     const bool wrap_rows =
         ZMFAST_X86_DISPATCH && grouped && level == Level::avx2 && form && stream &&

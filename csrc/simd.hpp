@@ -166,4 +166,24 @@ inline Level set_level(Level wanted) {
   return level;
 }
 
+// One kernel compiled for every level: Levels<Signature, impl>::pick(level) is the copy of
+// `impl` (a ZM_INLINE function, so it inlines into each copy) built with that level's
+// instructions. Kernels whose levels differ by more than their target take their own set.
+template <class Signature, Signature* kImpl> struct Levels;
+template <class R, class... Args, R (*kImpl)(Args...)> struct Levels<R(Args...), kImpl> {
+  static R baseline(Args... args) { return kImpl(args...); }
+#if ZMFAST_X86_DISPATCH
+  ZM_TARGET_AVX2 static R avx2(Args... args) { return kImpl(args...); }
+  ZM_TARGET_AVX512 static R avx512(Args... args) { return kImpl(args...); }
+#endif
+  static R (*pick(Level level))(Args...) {
+#if ZMFAST_X86_DISPATCH
+    if (level == Level::avx512) return avx512;
+    if (level == Level::avx2) return avx2;
+#endif
+    (void)level;
+    return baseline;
+  }
+};
+
 }  // namespace zm
