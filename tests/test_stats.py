@@ -394,12 +394,8 @@ def test_overflow_on_the_way_gives_numpys_values(backend, name):
     in the data keeps its own NaN result."""
     x = np.array([[1.5e308, -1e308, -1e308], [1.0, 2.0, 4.0], [np.nan, 1.0, 2.0]])
     for view, axis in [(x[:1], None), (x, 1), (x.T.copy(), 0), (x[:2], 1)]:
-        with warnings.catch_warnings(record=True) as numpy_warnings:
-            warnings.simplefilter("always")
-            expected = getattr(np, name)(view, axis=axis)
-        with warnings.catch_warnings(record=True) as zmfast_warnings:
-            warnings.simplefilter("always")
-            got = getattr(zm, name)(view, axis=axis)
+        expected, _, numpy_warnings = capture(getattr(np, name), view, axis=axis)
+        got, _, zmfast_warnings = capture(getattr(zm, name), view, axis=axis)
         np.testing.assert_array_equal(got, expected)
         assert warning_kinds(zmfast_warnings) == warning_kinds(numpy_warnings)
     with pytest.warns(RuntimeWarning, match="overflow"):  # the squares, as NumPy's var
@@ -418,12 +414,8 @@ def test_overflow_check_of_many_results(backend, name):
     with_nan[:, 4321] = (np.nan, 1.0, 2.0)
     for data, axis in [(x, 0), (x.T, 1), (np.asfortranarray(x).reshape(3, 50, 100), 0),
                        (with_nan, 0)]:
-        with warnings.catch_warnings(record=True) as numpy_warnings:
-            warnings.simplefilter("always")
-            expected = getattr(np, name)(data, axis=axis)
-        with warnings.catch_warnings(record=True) as zmfast_warnings:
-            warnings.simplefilter("always")
-            got = getattr(zm, name)(data, axis=axis)
+        expected, _, numpy_warnings = capture(getattr(np, name), data, axis=axis)
+        got, _, zmfast_warnings = capture(getattr(zm, name), data, axis=axis)
         if data is with_nan:  # zmfast's own values (within an ulp or two of NumPy's)
             np.testing.assert_allclose(got, expected, rtol=1e-15)
             assert np.isnan(got[4321])
