@@ -122,6 +122,16 @@ ZM_INLINE double exact_spread(uint64_t n, uint64_t s2, uint64_t abs_s1) {
 #endif
 }
 
+// Mean and M2 of a small block of 8- or 16-bit integers (n < 32, so |S1| < 2^21 and
+// n S2 < 2^42): n S2 - S1^2 is exact in int64 and each result is rounded once, as
+// exact_spread's 128-bit form gives them, but in arithmetic that vectorises. `n` is `count`
+// as a double, converted once by the caller (GCC left the conversion inside its loops).
+ZM_INLINE void small_int_moments(int64_t count, double n, int64_t s1, int64_t s2, double& mean,
+                                 double& m2) {
+  mean = double(s1) / n;
+  m2 = double(count * s2 - s1 * s1) / n;
+}
+
 // Mean and M2 of a block of n values from its sums; exact for integers until the final
 // rounding (n*S2 - S1^2 in 128-bit), shifted for floats.
 // `lo`: the rounding error of shift + S1/n for floats (see Running), 0 for integers.
@@ -707,12 +717,93 @@ ZM_TARGET_AVX512_VNNI ZM_INLINE void block_lane_order(const __m512i v[4], __m512
   ordered[3] = _mm512_shuffle_i32x4(c, d, _MM_SHUFFLE(3, 1, 3, 1));
 }
 
+// One chunk's tile sums in registers: S1 in s0-s3 and T in t0-t3, in the lane order above.
+// Named vectors, not arrays: GCC kept a fully unrolled loop's arrays of vectors on the stack.
+struct VnniSums {
+  __m512i s0, s1, s2, s3, t0, t1, t2, t3;
+};
+ZM_TARGET_AVX512_VNNI ZM_INLINE VnniSums load_vnni_sums(const __m512i* tile) {
+  return {tile[0], tile[1], tile[2], tile[3], tile[4], tile[5], tile[6], tile[7]};
+}
+template <bool kSquares>
+ZM_TARGET_AVX512_VNNI ZM_INLINE void store_vnni_sums(const VnniSums& v, __m512i* tile) {
+  tile[0] = v.s0, tile[1] = v.s1, tile[2] = v.s2, tile[3] = v.s3;
+  if constexpr (kSquares) tile[4] = v.t0, tile[5] = v.t1, tile[6] = v.t2, tile[7] = v.t3;
+}
+// One step: rows q, q + row_stride, ... (four) of the chunk, interleaved, then vpdpbusd into
+// S1 and T. kWhole: all four rows there and all 64 lanes valid, so plain loads; otherwise
+// `mask`ed loads of the first `rows` rows and zeros (which add 0) past them.
+template <bool kWhole>
+ZM_TARGET_AVX512_VNNI ZM_INLINE __m512i load_chunk_row(const uint8_t* at, __mmask64 mask,
+                                                       bool present) {
+  if constexpr (kWhole) return _mm512_loadu_si512(at);
+  return present ? _mm512_maskz_loadu_epi8(mask, at) : _mm512_setzero_si512();
+}
+template <bool kWhole, bool kSquares>
+ZM_TARGET_AVX512_VNNI ZM_INLINE void add_vnni_rows(VnniSums& v, const uint8_t* q,
+                                                   int64_t row_stride, __mmask64 mask = 0,
+                                                   int64_t rows = 4) {
+  const __m512i ones = _mm512_set1_epi8(1), flip = _mm512_set1_epi8(char(0x80));
+  const __m512i a0 = load_chunk_row<kWhole>(q, mask, rows > 0);
+  const __m512i a1 = load_chunk_row<kWhole>(q + row_stride, mask, rows > 1);
+  const __m512i a2 = load_chunk_row<kWhole>(q + 2 * row_stride, mask, rows > 2);
+  const __m512i a3 = load_chunk_row<kWhole>(q + 3 * row_stride, mask, rows > 3);
+  const __m512i lo01 = _mm512_unpacklo_epi8(a0, a1), hi01 = _mm512_unpackhi_epi8(a0, a1);
+  const __m512i lo23 = _mm512_unpacklo_epi8(a2, a3), hi23 = _mm512_unpackhi_epi8(a2, a3);
+  const __m512i d0 = _mm512_unpacklo_epi16(lo01, lo23), d1 = _mm512_unpackhi_epi16(lo01, lo23);
+  const __m512i d2 = _mm512_unpacklo_epi16(hi01, hi23), d3 = _mm512_unpackhi_epi16(hi01, hi23);
+  v.s0 = _mm512_dpbusd_epi32(v.s0, d0, ones);
+  v.s1 = _mm512_dpbusd_epi32(v.s1, d1, ones);
+  v.s2 = _mm512_dpbusd_epi32(v.s2, d2, ones);
+  v.s3 = _mm512_dpbusd_epi32(v.s3, d3, ones);
+  if constexpr (kSquares) {
+    v.t0 = _mm512_dpbusd_epi32(v.t0, d0, _mm512_xor_si512(d0, flip));
+    v.t1 = _mm512_dpbusd_epi32(v.t1, d1, _mm512_xor_si512(d1, flip));
+    v.t2 = _mm512_dpbusd_epi32(v.t2, d2, _mm512_xor_si512(d2, flip));
+    v.t3 = _mm512_dpbusd_epi32(v.t3, d3, _mm512_xor_si512(d3, flip));
+  }
+}
+
+// kRows whole rows (64 valid lanes each) of one chunk into its tile sums: plain loads, no
+// per-row checks, the loop unrolled. The masked loop below, with its checks, for every chunk
+// had taken 1.05x-1.15x the time on per-pixel imagenet batches (see bench/NOTES.md). Only the
+// 16-row groups of wide rows take it: a second, 64-row copy for short rows made GCC spill
+// the rows to the stack in both.
+template <int64_t kRows, bool kSquares>
+ZM_TARGET_AVX512_VNNI ZM_INLINE void vnni_whole_chunk(__m512i* tile, const uint8_t* p,
+                                                      int64_t row_stride,
+                                                      const RowPrefetch& fetch) {
+  VnniSums v = load_vnni_sums(tile);
+#pragma GCC unroll 4
+  for (int64_t r = 0; r < kRows; r += 4) {
+    for (int i = 0; i < 4; ++i) prefetch_row(fetch, r + i, row_stride);
+    add_vnni_rows<true, kSquares>(v, p + r * row_stride, row_stride);
+  }
+  store_vnni_sums<kSquares>(v, tile);
+}
+
+// The other chunks: the partial last one of a range (`valid` < 64 lanes), or a group's last
+// rows (gn below the group size). Out of line, so that the whole-chunk loop keeps its
+// registers.
+template <bool kSquares>
+ZM_TARGET_AVX512_VNNI __attribute__((noinline)) void vnni_partial_chunk(
+    __m512i* tile, const uint8_t* p, int64_t row_stride, int64_t gn, int64_t valid,
+    const RowPrefetch& fetch) {
+  const __mmask64 mask = valid == 64 ? ~__mmask64(0) : (__mmask64(1) << valid) - 1;
+  VnniSums v = load_vnni_sums(tile);
+  for (int64_t r = 0; r < gn; r += 4) {
+    for (int i = 0; i < 4; ++i) prefetch_row(fetch, r + i, row_stride);
+    add_vnni_rows<false, kSquares>(v, p + r * row_stride, row_stride, mask, gn - r);
+  }
+  store_vnni_sums<kSquares>(v, tile);
+}
+
 template <U8Sink kSink>
 ZM_TARGET_AVX512_VNNI ZM_INLINE void column_sums_u8_vnni_impl(const uint8_t* x,
                                                               int64_t row_stride, int64_t rows,
                                                               int64_t lanes, const U8Out& out) {
   constexpr bool kPending = kSink == U8Sink::pending;
-  const __m512i ones = _mm512_set1_epi8(1), flip = _mm512_set1_epi8(char(0x80));
+  constexpr bool kSquares = kSink != U8Sink::means;
   // Pending sums are themselves the tile (4 S1, 4 T a chunk, the same 512 bytes), kept in
   // place across calls with no clearing or end pass: that fixed cost, about 1 us per 3,072
   // lanes, was a quarter of a 64-image cifar batch on one thread. kPendingRows bounds them.
@@ -733,30 +824,12 @@ ZM_TARGET_AVX512_VNNI ZM_INLINE void column_sums_u8_vnni_impl(const uint8_t* x,
         const uint8_t* first_row = x + (b0 + g0) * row_stride + k0;
         for (int64_t c = 0; c < chunks; ++c) {
           const int64_t valid = std::min<int64_t>(64, kn - 64 * c);
-          const __mmask64 mask = valid == 64 ? ~__mmask64(0) : (__mmask64(1) << valid) - 1;
-          __m512i s[4] = {sums[c][0], sums[c][1], sums[c][2], sums[c][3]};
-          __m512i t[4] = {sums[c][4], sums[c][5], sums[c][6], sums[c][7]};
           const uint8_t* p = first_row + 64 * c;
           const RowPrefetch fetch = row_prefetch(first_row, row_stride, b0 + g0, gn, rows, kn, c);
-          for (int64_t r = 0; r < gn; r += 4) {  // rows past gn read as zeros, which add 0
-            __m512i row[4];
-            for (int i = 0; i < 4; ++i) prefetch_row(fetch, r + i, row_stride);
-            for (int i = 0; i < 4; ++i)
-              row[i] = r + i < gn ? _mm512_maskz_loadu_epi8(mask, p + (r + i) * row_stride)
-                                  : _mm512_setzero_si512();
-            const __m512i lo01 = _mm512_unpacklo_epi8(row[0], row[1]);
-            const __m512i hi01 = _mm512_unpackhi_epi8(row[0], row[1]);
-            const __m512i lo23 = _mm512_unpacklo_epi8(row[2], row[3]);
-            const __m512i hi23 = _mm512_unpackhi_epi8(row[2], row[3]);
-            const __m512i d[4] = {_mm512_unpacklo_epi16(lo01, lo23), _mm512_unpackhi_epi16(lo01, lo23),
-                                  _mm512_unpacklo_epi16(hi01, hi23), _mm512_unpackhi_epi16(hi01, hi23)};
-            for (int m = 0; m < 4; ++m) {
-              s[m] = _mm512_dpbusd_epi32(s[m], d[m], ones);
-              if constexpr (kSink != U8Sink::means)
-                t[m] = _mm512_dpbusd_epi32(t[m], d[m], _mm512_xor_si512(d[m], flip));
-            }
-          }
-          for (int m = 0; m < 4; ++m) sums[c][m] = s[m], sums[c][4 + m] = t[m];
+          if (valid == 64 && gn == kU8GroupRows)
+            vnni_whole_chunk<kU8GroupRows, kSquares>(sums[c], p, row_stride, fetch);
+          else
+            vnni_partial_chunk<kSquares>(sums[c], p, row_stride, gn, valid, fetch);
         }
       }
       if constexpr (!kPending) {
@@ -2240,17 +2313,14 @@ ZM_INLINE void short_runs_impl(const char* base, const Space& kept, int64_t run,
   for (int64_t i = o0; i < o1; ++i, o.next()) {
     const char* p = base + o.offset[0];
     double mean, m2, lo = 0.0;
-    if constexpr (kIsInt<T>) {
-      // |S1| < 2^21 and n S2 < 2^42 for 8- and 16-bit runs under 32: exact in int64, then
-      // rounded once, as exact_spread's 128-bit form.
+    if constexpr (kIsInt<T>) {  // run < 32: small_int_moments' exact int64
       int64_t s1 = 0, s2 = 0;
       for (int64_t v = 0; v < run; ++v) {
         const int64_t value = *reinterpret_cast<const T*>(p + v * run_stride);
         s1 += value;
         s2 += value * value;
       }
-      mean = double(s1) / n;
-      m2 = double(run * s2 - s1 * s1) / n;
+      small_int_moments(run, n, s1, s2, mean, m2);
     } else {
       const double shift = block_shift<T>(*reinterpret_cast<const T*>(p));
       double s1 = 0.0, s2 = 0.0;
@@ -2275,8 +2345,8 @@ template <class T, bool M2> ShortRuns* short_runs_for(Level level) {
 // F-ordered channels, lanes at a step): each lane's sums are finished straight into the
 // outputs. The general column loop spends 10-20 ns a lane on its running moments, their
 // scratch and the row-chunk merge, against 1-2 ns for the values of 7 rows (100,003 float32
-// lanes: 1.2 ms, NumPy 0.19 ms). Branch-free per lane, so the finish vectorises too. Integers
-// as short_runs_impl (exact in int64, rounded once), floats as block_moments.
+// lanes: 1.2 ms, NumPy 0.19 ms). Branch-free per lane, so the finish vectorises too: integers
+// by small_int_moments, floats as block_moments.
 constexpr int64_t kFewRows = 32, kFewRowsLanes = 1024;  // lanes a pass: 24 KB of sums, in L1
 
 template <class T, bool kWantM2>
@@ -2326,11 +2396,11 @@ ZM_INLINE void few_rows_impl(const char* base, const Space& rows, int64_t lane_s
     auto finish = [&](auto stride) {  // a constant 1 for contiguous outputs, so stores vectorise
       for (int64_t k = 0; k < kn; ++k) {
         if constexpr (kIsInt<T>) {
-          // |S1| < 2^21 and n S2 < 2^42 for 8- and 16-bit values and n < 32.
-          const int64_t a = s1[k], b = s2[k];
-          mean_at[k * stride] = double(a) / n;
-          if constexpr (kWantM2) m2_at[k * stride] = double(count * b - a * a) / n;
-        } else {
+          double mean, m2;
+          small_int_moments(count, n, s1[k], s2[k], mean, m2);
+          mean_at[k * stride] = mean;
+          if constexpr (kWantM2) m2_at[k * stride] = m2;
+        } else {  // block_moments' steps, without its branch (not vectorised)
           const double offset = s1[k] / n, total = shift[k] + offset;
           // TwoSum's error is NaN exactly where the mean is not finite (the shift is): a
           // select on the error itself, which GCC cannot sink into a branch, so the loop
