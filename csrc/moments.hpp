@@ -765,10 +765,10 @@ ZM_TARGET_AVX512_VNNI ZM_INLINE void add_vnni_rows(VnniSums& v, const uint8_t* q
 }
 
 // kRows whole rows (64 valid lanes each) of one chunk into its tile sums: plain loads, no
-// per-row checks, the loop unrolled. The masked loop below, with its checks, for every chunk
-// had taken 1.05x-1.15x the time on per-pixel imagenet batches (see bench/NOTES.md). Only the
-// 16-row groups of wide rows take it: a second, 64-row copy for short rows made GCC spill
-// the rows to the stack in both.
+// per-row tests, the loop unrolled. With the masked loop below for every chunk, per-pixel
+// imagenet moments had taken 1.28x this time (builds side by side, see bench/NOTES.md). Only
+// the 16-row groups of wide rows take it: a second, 64-row copy for short rows made GCC
+// spill the rows to the stack in both.
 template <int64_t kRows, bool kSquares>
 ZM_TARGET_AVX512_VNNI ZM_INLINE void vnni_whole_chunk(__m512i* tile, const uint8_t* p,
                                                       int64_t row_stride,
