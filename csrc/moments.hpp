@@ -730,15 +730,17 @@ ZM_TARGET_AVX512_VNNI ZM_INLINE void store_vnni_sums(const VnniSums& v, __m512i*
   tile[0] = v.s0, tile[1] = v.s1, tile[2] = v.s2, tile[3] = v.s3;
   if constexpr (kSquares) tile[4] = v.t0, tile[5] = v.t1, tile[6] = v.t2, tile[7] = v.t3;
 }
-// One step: rows q, q + row_stride, ... (four) of the chunk, interleaved, then vpdpbusd into
-// S1 and T. kWhole: all four rows there and all 64 lanes valid, so plain loads; otherwise
-// `mask`ed loads of the first `rows` rows and zeros (which add 0) past them.
+// One row's 64 bytes of a chunk: a plain load (kWhole), or the `mask`ed lanes of a row that
+// is `present`, zeros (which add 0) for one past the group's end.
 template <bool kWhole>
 ZM_TARGET_AVX512_VNNI ZM_INLINE __m512i load_chunk_row(const uint8_t* at, __mmask64 mask,
                                                        bool present) {
   if constexpr (kWhole) return _mm512_loadu_si512(at);
   return present ? _mm512_maskz_loadu_epi8(mask, at) : _mm512_setzero_si512();
 }
+// One step: rows q, q + row_stride, ... (four) of the chunk, interleaved, then vpdpbusd into
+// S1 and T. kWhole: all four rows there and all 64 lanes valid; otherwise the first `rows`
+// rows under `mask`.
 template <bool kWhole, bool kSquares>
 ZM_TARGET_AVX512_VNNI ZM_INLINE void add_vnni_rows(VnniSums& v, const uint8_t* q,
                                                    int64_t row_stride, __mmask64 mask = 0,
@@ -2400,7 +2402,7 @@ ZM_INLINE void few_rows_impl(const char* base, const Space& rows, int64_t lane_s
           small_int_moments(count, n, s1[k], s2[k], mean, m2);
           mean_at[k * stride] = mean;
           if constexpr (kWantM2) m2_at[k * stride] = m2;
-        } else {  // block_moments' steps, without its branch (not vectorised)
+        } else {  // block_moments' steps without its branch, which kept the loop scalar
           const double offset = s1[k] / n, total = shift[k] + offset;
           // TwoSum's error is NaN exactly where the mean is not finite (the shift is): a
           // select on the error itself, which GCC cannot sink into a branch, so the loop
