@@ -594,6 +594,26 @@ def test_float_constant_data_has_zero_variance(backend, dtype):
                                       atol=ref.mean_atol(), what=f"mean of {value}")
 
 
+@pytest.mark.parametrize("pixels", [65536, 100003], ids=["whole_rows", "with_tail"])
+def test_batch_broadcast_along_a_reduced_axis_counts_every_copy(backend, pixels):
+    """Per-channel statistics of ``np.broadcast_to(x, (3,) + x.shape)``, whose reduced axis 0
+    has stride 0: every copy counts (M2 three times that of one copy). Three float channels
+    take the plan that spreads them over wide lanes and folds them back, with and without a
+    tail of pixels past its whole rows."""
+    x = np.random.default_rng(11).random((pixels, 3)).astype(np.float32)
+    view = np.broadcast_to(x, (3,) + x.shape)
+    axes_ = (0, 1)
+    ref = Reference(view, axes_)
+    for name in FUNCTIONS:
+        want = ref.mean if name == "mean" else ref.var() if name == "var" else ref.std()
+        atol = ref.mean_atol() if name == "mean" else ref.var_atol()
+        assert_close_to_reference(getattr(zm, name)(view, axis=axes_), want, np.float32,
+                                  atol=atol, ulps=2, what=name)
+    m = zm.moments(view, axis=axes_)
+    assert m.count == 3 * pixels
+    np.testing.assert_allclose(m.m2, 3 * zm.moments(x, axis=0).m2, rtol=1e-9)
+
+
 # --- moments -----------------------------------------------------------------------------
 
 MOMENT_DTYPES = FAST_DTYPES + tuple(np.dtype(t) for t in (np.int32, np.int64, np.float16,

@@ -199,7 +199,9 @@ def _moments_plan(shape, strides, itemsize, axes, wide_lanes):
                     count, mean, m2 = merge_moments(count, mean, m2 if want_m2 else 0.0,
                                                     tail * others, tail_mean,
                                                     tail_m2 if want_m2 else 0.0)
-                return shaped(mean), (shaped(m2) * repeat if want_m2 else None)
+                if want_m2 and repeat != 1:  # m2 is this call's own array: scaled in place
+                    m2 *= repeat
+                return shaped(mean), (shaped(m2) if want_m2 else None)
             return wide_lanes_plan
 
     kept_args, red_args = _columns(kept), _columns(red)
