@@ -38,31 +38,42 @@ zm::Space make_space(const Ints& extent, std::initializer_list<const Ints*> stri
 
 template <class T>
 void run_moments(const char* base, const zm::Space& kept, const zm::Space& red, double* mean,
-                 double* m2, int threads) {
+                 double* m2, int threads, const zm::Spread& spread) {
   if (m2)
-    zm::reduce_moments<T, true>(base, kept, red, mean, m2, threads);
+    zm::reduce_moments<T, true>(base, kept, red, mean, m2, threads, spread);
   else
     zm::reduce_moments<T, false>(base, kept, red, mean, nullptr, threads);
 }
 
 void moments(const py::array& x, int64_t offset, const Ints& kept_extent,
              const Ints& kept_strides, const Ints& out_strides, const Ints& red_extent,
-             const Ints& red_strides, py::array_t<double> mean_out, py::object m2_out) {
+             const Ints& red_strides, py::array_t<double> mean_out, py::object m2_out,
+             double spread_divisor, bool spread_root) {
   const zm::Space kept = make_space(kept_extent, {&kept_strides, &out_strides});
   const zm::Space red = make_space(red_extent, {&red_strides});
   const char* base = static_cast<const char*>(x.data()) + offset;
   double* mean = mean_out.mutable_data();
-  double* m2 = m2_out.is_none() ? nullptr : py::cast<py::array_t<double>>(m2_out).mutable_data();
+  double* m2 = nullptr;
+  zm::Spread spread;
+  if (!m2_out.is_none()) {
+    auto m2_array = py::cast<py::array_t<double>>(m2_out);
+    m2 = m2_array.mutable_data();
+    if (spread_divisor != 0) {  // finished over the whole array: it must be just the outputs
+      if (!(m2_array.flags() & py::array::c_style) || int64_t(m2_array.size()) != kept.size())
+        throw std::invalid_argument("moments: a spread needs m2_out of exactly the outputs");
+      spread.divisor = spread_divisor, spread.root = spread_root;
+    }
+  }
   const int threads = g_threads.load();
   const char type = x.dtype().char_();
   py::gil_scoped_release release;
   switch (type) {
-    case 'B': return run_moments<uint8_t>(base, kept, red, mean, m2, threads);
-    case 'b': return run_moments<int8_t>(base, kept, red, mean, m2, threads);
-    case 'H': return run_moments<uint16_t>(base, kept, red, mean, m2, threads);
-    case 'h': return run_moments<int16_t>(base, kept, red, mean, m2, threads);
-    case 'f': return run_moments<float>(base, kept, red, mean, m2, threads);
-    case 'd': return run_moments<double>(base, kept, red, mean, m2, threads);
+    case 'B': return run_moments<uint8_t>(base, kept, red, mean, m2, threads, spread);
+    case 'b': return run_moments<int8_t>(base, kept, red, mean, m2, threads, spread);
+    case 'H': return run_moments<uint16_t>(base, kept, red, mean, m2, threads, spread);
+    case 'h': return run_moments<int16_t>(base, kept, red, mean, m2, threads, spread);
+    case 'f': return run_moments<float>(base, kept, red, mean, m2, threads, spread);
+    case 'd': return run_moments<double>(base, kept, red, mean, m2, threads, spread);
   }
   throw py::type_error("moments: unsupported input dtype");
 }
@@ -543,7 +554,12 @@ class ChannelPlan {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "zmfast's C++ kernels; use the zmfast package, not this module.";
-  m.def("moments", &moments, "Moments (mean, M2) of a canonical strided reduction.");
+  m.def("moments", &moments, py::arg("x"), py::arg("offset"), py::arg("kept_extent"),
+        py::arg("kept_strides"), py::arg("out_strides"), py::arg("red_extent"),
+        py::arg("red_strides"), py::arg("mean_out"), py::arg("m2_out"),
+        py::arg("spread_divisor") = 0.0, py::arg("spread_root") = false,
+        "Moments (mean, M2) of a canonical strided reduction; with spread_divisor, m2_out "
+        "receives M2 / spread_divisor (var), or its square root where spread_root (std).");
   m.def("add_sums", &add_sums,
         "S1 += x.sum(0) and S2 += (x * x).sum(0), exactly, for integer x of shape (rows, lanes).");
   m.def("add_channel_sums", &add_channel_sums, py::arg("x"), py::arg("features"),

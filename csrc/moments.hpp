@@ -433,9 +433,25 @@ ZM_INLINE void column_sums_untyped(const void* x, int64_t rs, int64_t r, int64_t
 
 // Rows of uint8 whose sums the AVX-512 kernels keep in 32 bits before they flush them.
 constexpr int64_t kU8BlockRows = 512;
-// A kernel giving each lane's mean and M2 of at most kU8BlockRows uint8 rows (see
-// column_moments_u8_avx512).
-using U8Moments = void(const uint8_t*, int64_t, int64_t, int64_t, double*, double*);
+// What a reduction gives in place of M2: M2 itself (divisor 0), or var = M2 / divisor (each
+// lane's M2 rounded first, as NumPy's var divides its sum of squares), and std = sqrt(var)
+// where `root`. A kernel that stores its lanes' M2 from registers finishes them there: a
+// separate pass over imagenet's 150,528 per-pixel values cost about a tenth of the read.
+struct Spread {
+  double divisor = 0;
+  bool root = false;
+  bool wanted() const { return divisor != 0; }
+};
+// var or std of one lane from its M2, as Spread says (for divisor != 0).
+ZM_INLINE double finish_lane(double m2, const Spread& spread) {
+  const double var = m2 / spread.divisor;
+  return spread.root ? std::sqrt(var) : var;
+}
+
+// A kernel giving each lane's mean and M2 (or what `spread` asks for in its place) of at
+// most kU8BlockRows uint8 rows (see column_moments_u8_avx512).
+using U8Moments = void(const uint8_t*, int64_t, int64_t, int64_t, double*, double*,
+                       const Spread&);
 
 // Per 64-lane chunk, 32-bit sums kept between calls in the kernel's own lane order, so that
 // a stream of small batches skips the int64 flush. The AVX-512 vpmaddwd kernel's (lane
@@ -521,27 +537,47 @@ struct U8Out {
   PendingChunk* pending = nullptr;
   double* mean = nullptr;  // moments (m2 may be null)
   double* m2 = nullptr;
+  Spread spread;  // moments: what m2 receives
 };
+
+// a / b rounded once, as _mm512_div_pd gives it, for b >= 1 and 0 <= a < 2^53 (an integer,
+// or a quotient of one): q = a y with y = 1 / b rounded is within an ulp, and one step on the
+// residual a - q b (exact by FMA) rounds it correctly (Markstein's theorem; checked against
+// division for every uint8 block mean and 6e8 random integer and variance quotients). A
+// division costs the divider about 8 cycles a vector on Zen 4; these three operations do not
+// use it.
+ZM_TARGET_AVX512 ZM_INLINE __m512d divide_by(__m512d a, __m512d b, __m512d y) {
+  const __m512d q = _mm512_mul_pd(a, y);
+  return _mm512_fmadd_pd(_mm512_fnmadd_pd(q, b, a), y, q);
+}
 
 // mean[k], m2[k] of lane k (k < valid <= 64) from its count and exact sums S1 and S2 (in lane
 // order, 16 a vector). Within one block S1 < 2^17 and S2 < 2^25, so n S2 - S1^2 is exact in
-// float64 and mean = S1 / n and M2 = (n S2 - S1^2) / n are each rounded once.
+// float64 and mean = S1 / n and M2 = (n S2 - S1^2) / n are each rounded once; then var or
+// std in place of M2 where `spread` asks (its divisor >= 1, see reduce_moments).
 ZM_TARGET_AVX512 ZM_INLINE void store_block_moments(const __m512i s1[4], const __m512i s2[4],
                                                     int64_t count, double* mean, double* m2,
-                                                    int64_t valid) {
-  const __m512d n = _mm512_set1_pd(double(count));
+                                                    int64_t valid, const Spread& spread) {
+  const __m512d n = _mm512_set1_pd(double(count)), inv_n = _mm512_set1_pd(1.0 / double(count));
+  const __m512d divisor = _mm512_set1_pd(spread.divisor);
+  const __m512d inv_divisor = _mm512_set1_pd(spread.wanted() ? 1.0 / spread.divisor : 0.0);
   for (int i = 0; i < 8; ++i) {  // eight lanes at a time
     const int64_t left = std::min<int64_t>(8, std::max<int64_t>(0, valid - 8 * i));
     if (left == 0) break;
     const __mmask8 mask = __mmask8((1u << left) - 1);
     const __m512d a = _mm512_cvtepi32_pd(i % 2 ? _mm512_extracti64x4_epi64(s1[i / 2], 1)
                                                : _mm512_castsi512_si256(s1[i / 2]));
-    _mm512_mask_storeu_pd(mean + 8 * i, mask, _mm512_div_pd(a, n));
+    _mm512_mask_storeu_pd(mean + 8 * i, mask, divide_by(a, n, inv_n));
     if (m2) {
       const __m512d b = _mm512_cvtepi32_pd(i % 2 ? _mm512_extracti64x4_epi64(s2[i / 2], 1)
                                                  : _mm512_castsi512_si256(s2[i / 2]));
-      const __m512d spread = _mm512_sub_pd(_mm512_mul_pd(n, b), _mm512_mul_pd(a, a));
-      _mm512_mask_storeu_pd(m2 + 8 * i, mask, _mm512_div_pd(spread, n));
+      const __m512d numerator = _mm512_sub_pd(_mm512_mul_pd(n, b), _mm512_mul_pd(a, a));
+      __m512d lane_m2 = divide_by(numerator, n, inv_n);
+      if (spread.wanted()) {
+        lane_m2 = divide_by(lane_m2, divisor, inv_divisor);
+        if (spread.root) lane_m2 = _mm512_sqrt_pd(lane_m2);
+      }
+      _mm512_mask_storeu_pd(m2 + 8 * i, mask, lane_m2);
     }
   }
 }
@@ -552,7 +588,8 @@ ZM_TARGET_AVX512 ZM_INLINE void put_block_lanes(const __m512i s1[4], const __m51
                                                 int64_t count, const U8Out& out, int64_t k,
                                                 int64_t valid) {
   if constexpr (kSink == U8Sink::moments || kSink == U8Sink::means)
-    store_block_moments(s1, s2, count, out.mean + k, out.m2 ? out.m2 + k : nullptr, valid);
+    store_block_moments(s1, s2, count, out.mean + k, out.m2 ? out.m2 + k : nullptr, valid,
+                        out.spread);
   else
     add_ordered_lanes<true>(s1, out.s1 + k, valid), add_ordered_lanes<true>(s2, out.s2 + k, valid);
 }
@@ -800,6 +837,19 @@ ZM_TARGET_AVX512_VNNI __attribute__((noinline)) void vnni_partial_chunk(
   store_vnni_sums<kSquares>(v, tile);
 }
 
+// One chunk's block sums (S1 and T in the kernel's lane order) into `out` at lanes
+// [k, k + valid), as the sink asks (not pending).
+template <U8Sink kSink>
+ZM_TARGET_AVX512_VNNI ZM_INLINE void put_vnni_chunk(const __m512i* tile, int64_t count,
+                                                    const U8Out& out, int64_t k, int64_t valid) {
+  __m512i squares[4], s1[4], s2[4];
+  for (int m = 0; m < 4; ++m)
+    squares[m] = _mm512_add_epi32(tile[4 + m], _mm512_slli_epi32(tile[m], 7));
+  block_lane_order(tile, s1);
+  block_lane_order(squares, s2);
+  put_block_lanes<kSink>(s1, s2, count, out, k, valid);
+}
+
 template <U8Sink kSink>
 ZM_TARGET_AVX512_VNNI ZM_INLINE void column_sums_u8_vnni_impl(const uint8_t* x,
                                                               int64_t row_stride, int64_t rows,
@@ -834,17 +884,9 @@ ZM_TARGET_AVX512_VNNI ZM_INLINE void column_sums_u8_vnni_impl(const uint8_t* x,
             vnni_partial_chunk<kSquares>(sums[c], p, row_stride, gn, valid, fetch);
         }
       }
-      if constexpr (!kPending) {
-        for (int64_t c = 0; c < chunks; ++c) {
-          __m512i squares[4], s1[4], s2[4];
-          for (int m = 0; m < 4; ++m)
-            squares[m] = _mm512_add_epi32(sums[c][4 + m], _mm512_slli_epi32(sums[c][m], 7));
-          block_lane_order(sums[c], s1);
-          block_lane_order(squares, s2);
-          put_block_lanes<kSink>(s1, s2, bn, out, k0 + 64 * c,
-                                 std::min<int64_t>(64, kn - 64 * c));
-        }
-      }
+      if constexpr (!kPending)
+        for (int64_t c = 0; c < chunks; ++c)
+          put_vnni_chunk<kSink>(sums[c], bn, out, k0 + 64 * c, std::min<int64_t>(64, kn - 64 * c));
     }
   }
 }
@@ -868,9 +910,9 @@ ZM_TARGET_AVX512_VNNI void column_sums_u8_vnni(const uint8_t* x, int64_t row_str
 // straight from the block's 32-bit sums: no int64 totals to clear, add into and read back.
 ZM_TARGET_AVX512 void column_moments_u8_avx512(const uint8_t* x, int64_t row_stride,
                                                int64_t rows, int64_t lanes, double* mean,
-                                               double* m2) {
+                                               double* m2, const Spread& spread) {
   U8Out out;
-  out.mean = mean, out.m2 = m2;
+  out.mean = mean, out.m2 = m2, out.spread = spread;
   if (m2)
     column_sums_u8_avx512_impl<U8Sink::moments>(x, row_stride, rows, lanes, out);
   else
@@ -878,9 +920,9 @@ ZM_TARGET_AVX512 void column_moments_u8_avx512(const uint8_t* x, int64_t row_str
 }
 ZM_TARGET_AVX512_VNNI void column_moments_u8_vnni(const uint8_t* x, int64_t row_stride,
                                                   int64_t rows, int64_t lanes, double* mean,
-                                                  double* m2) {
+                                                  double* m2, const Spread& spread) {
   U8Out out;
-  out.mean = mean, out.m2 = m2;
+  out.mean = mean, out.m2 = m2, out.spread = spread;
   if (m2)
     column_sums_u8_vnni_impl<U8Sink::moments>(x, row_stride, rows, lanes, out);
   else
@@ -1283,23 +1325,37 @@ ZM_TARGET_AVX2 ZM_INLINE void unpacked_lane_order_avx2(const __m256i v[4], __m25
   ordered[3] = _mm256_permute2x128_si256(v[2], v[3], 0x31);
 }
 
+// a / b rounded once without the divider, as divide_by at AVX-512.
+ZM_TARGET_AVX2 ZM_INLINE __m256d divide_by_avx2(__m256d a, __m256d b, __m256d y) {
+  const __m256d q = _mm256_mul_pd(a, y);
+  return _mm256_fmadd_pd(_mm256_fnmadd_pd(q, b, a), y, q);
+}
+
 // Each lane's mean and M2 (m2 may be null) from a block's exact sums of `count` rows, given
 // as int32 (S1 < 2^17, S2 < 2^25 for count <= kU8BlockRows): n S2 - S1^2 is exact in
-// float64, so mean = S1 / n and M2 = (n S2 - S1^2) / n are each rounded once, as
-// store_block_moments at AVX-512.
+// float64, so mean = S1 / n and M2 = (n S2 - S1^2) / n are each rounded once, and var or std
+// in place of M2 where `spread` asks, as store_block_moments at AVX-512.
 ZM_TARGET_AVX2 ZM_INLINE void store_block_moments_avx2(const __m256i s1[4], const __m256i s2[4],
-                                                       int64_t count, double* mean, double* m2) {
-  const __m256d n = _mm256_set1_pd(double(count));
+                                                       int64_t count, double* mean, double* m2,
+                                                       const Spread& spread) {
+  const __m256d n = _mm256_set1_pd(double(count)), inv_n = _mm256_set1_pd(1.0 / double(count));
+  const __m256d divisor = _mm256_set1_pd(spread.divisor);
+  const __m256d inv_divisor = _mm256_set1_pd(spread.wanted() ? 1.0 / spread.divisor : 0.0);
   for (int i = 0; i < 8; ++i) {  // four lanes at a time
     const __m128i half1 = i % 2 ? _mm256_extracti128_si256(s1[i / 2], 1)
                                 : _mm256_castsi256_si128(s1[i / 2]);
     const __m256d a = _mm256_cvtepi32_pd(half1);
-    _mm256_storeu_pd(mean + 4 * i, _mm256_div_pd(a, n));
+    _mm256_storeu_pd(mean + 4 * i, divide_by_avx2(a, n, inv_n));
     if (m2) {
       const __m128i half2 = i % 2 ? _mm256_extracti128_si256(s2[i / 2], 1)
                                   : _mm256_castsi256_si128(s2[i / 2]);
       const __m256d b = _mm256_cvtepi32_pd(half2);
-      _mm256_storeu_pd(m2 + 4 * i, _mm256_div_pd(_mm256_fmsub_pd(n, b, _mm256_mul_pd(a, a)), n));
+      __m256d lane_m2 = divide_by_avx2(_mm256_fmsub_pd(n, b, _mm256_mul_pd(a, a)), n, inv_n);
+      if (spread.wanted()) {
+        lane_m2 = divide_by_avx2(lane_m2, divisor, inv_divisor);
+        if (spread.root) lane_m2 = _mm256_sqrt_pd(lane_m2);
+      }
+      _mm256_storeu_pd(m2 + 4 * i, lane_m2);
     }
   }
 }
@@ -1336,7 +1392,9 @@ void put_u8_tail_lanes(const uint8_t* x, int64_t row_stride, int64_t rows, int64
     const double n = double(rows);
     for (int64_t l = 0; l < lanes; ++l) {  // exact numerator, one rounding (as above)
       out.mean[k + l] = double(s1[l]) / n;
-      if (out.m2) out.m2[k + l] = (n * double(s2[l]) - double(s1[l]) * double(s1[l])) / n;
+      if (!out.m2) continue;
+      const double m2 = (n * double(s2[l]) - double(s1[l]) * double(s1[l])) / n;
+      out.m2[k + l] = out.spread.wanted() ? finish_lane(m2, out.spread) : m2;
     }
   }
 }
@@ -1465,7 +1523,8 @@ ZM_TARGET_AVX2 ZM_INLINE void column_sums_u8_avx2_impl(const uint8_t* x, int64_t
             }
           } else {
             store_block_moments_avx2(s1, s2, bn, out.mean + k,
-                                     kSink == U8Sink::moments ? out.m2 + k : nullptr);
+                                     kSink == U8Sink::moments ? out.m2 + k : nullptr,
+                                     out.spread);
           }
         }
       }
@@ -1503,9 +1562,10 @@ ZM_TARGET_AVX2 void column_s1_u8_avx2(const void* data, int64_t row_stride, int6
 // totals and store_exact_avx2 (alternating rounds, Zen 3, per-pixel moments): 4 224x224x3
 // images 2.1x-2.2x faster, 32 of them 1.5x, 256 (from memory) 1.03x-1.07x.
 ZM_TARGET_AVX2 void column_moments_u8_avx2(const uint8_t* x, int64_t row_stride, int64_t rows,
-                                           int64_t lanes, double* mean, double* m2) {
+                                           int64_t lanes, double* mean, double* m2,
+                                           const Spread& spread) {
   U8Out out;
-  out.mean = mean, out.m2 = m2;
+  out.mean = mean, out.m2 = m2, out.spread = spread;
   if (m2)
     column_sums_u8_avx2_impl<U8Sink::moments>(x, row_stride, rows, lanes, out);
   else
@@ -1909,15 +1969,30 @@ inline int64_t* reusable_sums(size_t n) {
   return buffer.data();
 }
 
-// Returns false (doing nothing) where this path does not apply: non-integer or strided lanes,
-// reduced strides that are not whole elements, short runs, or counts that could overflow.
+// var and std from M2, in place: m2[i] / divisor, and its square root where `root`. Each step
+// is correctly rounded, as NumPy's divide and sqrt; NumPy's own loops took 50 and 175 us for
+// one ImageNet mean image (150,528 values), a quarter of the statistics' time.
+ZM_INLINE void finish_spread_impl(double* m2, int64_t n, double divisor, bool root) {
+  if (root) {
+    for (int64_t i = 0; i < n; ++i) m2[i] = std::sqrt(m2[i] / divisor);
+  } else {
+    for (int64_t i = 0; i < n; ++i) m2[i] = m2[i] / divisor;
+  }
+}
+using FinishSpread = void(double*, int64_t, double, bool);
+
+// Each lane's mean and M2 of integer columns from exact sums. With `spread` wanted, its lanes'
+// var or std in place of M2 where the outputs are contiguous lanes; `spread` is then cleared
+// (done). Returns false (doing nothing) where this path does not apply: non-integer or
+// strided lanes, reduced strides that are not whole elements, short runs, or counts that
+// could overflow.
 template <class T, bool kWantM2>
 bool exact_column_moments(const char* base, const Space& outer, int64_t lanes,
                           int64_t lane_stride, int64_t lane_out_stride, const Space& red,
-                          double* mean_out, double* m2_out, int threads) {
+                          double* mean_out, double* m2_out, int threads, Spread& spread) {
   if constexpr (!kIsInt<T>) {
     (void)base, (void)outer, (void)lanes, (void)lane_stride, (void)lane_out_stride, (void)red;
-    (void)mean_out, (void)m2_out, (void)threads;
+    (void)mean_out, (void)m2_out, (void)threads, (void)spread;
     return false;
   } else {
     const int64_t count = red.size();
@@ -1939,7 +2014,12 @@ bool exact_column_moments(const char* base, const Space& outer, int64_t lanes,
     // A single output (the one-block kernel needs all rows of its lanes).
     const bool by_rows = n_outer == 1 && !one_block && split_by_rows(lanes, count, threads);
     if (threads == 1 || (n_outer * lane_parts >= threads && lines >= 4 * lane_parts && !by_rows)) {
-      // Each task owns whole outputs: (outer index, lane range) units, in tiles of lanes.
+      // Each task owns whole outputs: (outer index, lane range) units, in tiles of lanes. A
+      // wanted spread is finished by the task that stored the lanes (in the one-block kernel
+      // as it stores them), while they are in its cache.
+      const bool finishes = kWantM2 && spread.wanted() && lane_out_stride == 1;
+      const Spread in_block = finishes ? spread : Spread{};
+      FinishSpread* const finish = Levels<FinishSpread, finish_spread_impl>::pick(current_level());
       const int64_t units = n_outer * lane_parts;
       parallel_tasks(threads, threads, [&](int64_t t) {
         int64_t u0, u1;
@@ -1954,7 +2034,7 @@ bool exact_column_moments(const char* base, const Space& outer, int64_t lanes,
             const int64_t k0 = l0 * 64, kn = std::min(lanes, l1 * 64) - k0;
             one_block(reinterpret_cast<const uint8_t*>(base + o.offset[0] + k0),
                       red.stride[0][0], count, kn, mean_out + o.offset[1] + k0,
-                      kWantM2 ? m2_out + o.offset[1] + k0 : nullptr);
+                      kWantM2 ? m2_out + o.offset[1] + k0 : nullptr, in_block);
             continue;
           }
           for (int64_t k0 = l0 * 64; k0 < std::min(lanes, l1 * 64); k0 += kExactTile) {
@@ -1963,9 +2043,11 @@ bool exact_column_moments(const char* base, const Space& outer, int64_t lanes,
             store_exact(count, s1, s2, kn, mean_out + o.offset[1] + k0 * lane_out_stride,
                                     kWantM2 ? m2_out + o.offset[1] + k0 * lane_out_stride : nullptr,
                                     lane_out_stride);
+            if (finishes) finish(m2_out + o.offset[1] + k0, kn, spread.divisor, spread.root);
           }
         }
       });
+      if (finishes) spread = Spread{};
       return true;
     }
     // Few, narrow outputs: each thread sums a range of rows; the partial sums are added.
@@ -2428,14 +2510,13 @@ template <class T, bool M2> FewRows* few_rows_for(Level level) {
 }
 
 // ---------------------------------------------------------------------------------------
-// The whole reduction. `kept` dims: array 0 = x byte strides, array 1 = output element
-// strides. `red` dims: array 0 = x byte strides, innermost (smallest stride) last.
+// The whole reduction (see reduce_moments); `spread` is cleared where a path finished it.
 template <class T, bool kWantM2>
-void reduce_moments(const char* base, const Space& kept, const Space& red, double* mean_out,
-                    double* m2_out, int requested_threads) {
+void reduce_moments_impl(const char* base, const Space& kept, const Space& red,
+                         double* mean_out, double* m2_out, int requested_threads,
+                         Spread& spread) {
   const int64_t outputs = kept.size();
   const int64_t count = red.size();
-  if (outputs == 0 || count == 0) return;  // Python answers empty reductions itself
   const int threads = threads_for(requested_threads, outputs * count);
   ColumnArgs* const column_moments = column_moments_for<T, kWantM2>(current_level());
   RowArgs* const row_moments = row_moments_for<T, kWantM2>(current_level());
@@ -2464,7 +2545,7 @@ void reduce_moments(const char* base, const Space& kept, const Space& red, doubl
       ++outer.nd;
     }
     if (exact_column_moments<T, kWantM2>(base, outer, lanes, lane_stride, lane_out_stride, red,
-                                         mean_out, m2_out, threads))
+                                         mean_out, m2_out, threads, spread))
       return;
     const int64_t n_outer = outer.size();
     if (count < kFewRows) {  // (outer index, lane range) units, each finished by one thread
@@ -2598,17 +2679,6 @@ void reduce_moments(const char* base, const Space& kept, const Space& red, doubl
 }
 
 // ---------------------------------------------------------------------------------------
-// var and std from M2, in place: m2[i] / divisor, and its square root where `root`. Each step
-// is correctly rounded, as NumPy's divide and sqrt; NumPy's own loops took 50 and 175 us for
-// one ImageNet mean image (150,528 values), a quarter of the statistics' time.
-ZM_INLINE void finish_spread_impl(double* m2, int64_t n, double divisor, bool root) {
-  if (root) {
-    for (int64_t i = 0; i < n; ++i) m2[i] = std::sqrt(m2[i] / divisor);
-  } else {
-    for (int64_t i = 0; i < n; ++i) m2[i] = m2[i] / divisor;
-  }
-}
-using FinishSpread = void(double*, int64_t, double, bool);
 
 inline void finish_spread(double* m2, int64_t n, double divisor, bool root,
                           int requested_threads) {
@@ -2620,6 +2690,24 @@ inline void finish_spread(double* m2, int64_t n, double divisor, bool root,
     split_range(n, threads, t, lo, hi);
     finish(m2 + lo, hi - lo, divisor, root);
   });
+}
+
+// The mean and M2 of each output. `kept` dims: array 0 = x byte strides, array 1 = output
+// element strides. `red` dims: array 0 = x byte strides, innermost (smallest stride) last.
+// With `spread` wanted, m2_out receives var or std instead (see Spread), and must then be
+// one array of kept.size() values, in whatever order of the kept dims its strides give.
+// Kernels finish lanes as they store them only for a divisor >= 1 (see divide_by); any
+// other path or divisor gets finish_spread's pass afterwards.
+template <class T, bool kWantM2>
+void reduce_moments(const char* base, const Space& kept, const Space& red, double* mean_out,
+                    double* m2_out, int requested_threads, Spread spread = {}) {
+  const int64_t outputs = kept.size();
+  if (outputs == 0 || red.size() == 0) return;  // Python answers empty reductions itself
+  Spread in_kernels = spread.divisor >= 1 ? spread : Spread{};
+  reduce_moments_impl<T, kWantM2>(base, kept, red, mean_out, m2_out, requested_threads,
+                                  in_kernels);
+  if (kWantM2 && spread.wanted() && (in_kernels.wanted() || !(spread.divisor >= 1)))
+    finish_spread(m2_out, outputs, spread.divisor, spread.root, requested_threads);
 }
 
 // Whether every value is finite: the reductions' check for an overflow on the way (see

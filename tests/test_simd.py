@@ -166,6 +166,56 @@ def test_uint8_column_moments_are_correctly_rounded(simd_level, rows, shape):
     else:
         np.testing.assert_array_max_ulp(moments.m2, exact_m2, maxulp=4)
     np.testing.assert_array_equal(zm.mean(x, axis=0), s1 / rows)
+    # var and std: M2 / (n - ddof), then its square root, each rounded once more (finished
+    # in the kernels as they store each lane, or after them for a divisor below 1).
+    for ddof in (0, 1, rows - 0.5):
+        if rows - ddof <= 0:
+            continue
+        var = zm.var(x, axis=0, ddof=ddof)
+        std = zm.std(x, axis=0, ddof=ddof)
+        if rows <= 512:
+            np.testing.assert_array_equal(var, exact_m2 / (rows - ddof), err_msg=f"ddof={ddof}")
+            np.testing.assert_array_equal(std, np.sqrt(exact_m2 / (rows - ddof)))
+        else:
+            np.testing.assert_array_max_ulp(var, exact_m2 / (rows - ddof), maxulp=4)
+            np.testing.assert_array_max_ulp(std, np.sqrt(exact_m2 / (rows - ddof)), maxulp=4)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 255, 256, 511, 512])
+def test_uint8_block_means_are_correctly_rounded_for_every_sum(simd_level, rows):
+    """Every column sum a block of uint8 rows can have, 0 to 255 n, once: the AVX2 and
+    AVX-512 kernels divide by n without the divider (a product with 1 / n, corrected once),
+    which must give the bits of S1 / n and of (n S2 - S1^2) / n for each of them. (The
+    baseline loops take M2 from the int64 totals, within a few ulp.)"""
+    sums = np.arange(255 * rows + 1)
+    # Column k holds k as full rows of 255, one remainder and zeros: every sum once.
+    row = np.arange(rows)[:, None]
+    x = np.clip(sums[None, :] - 255 * row, 0, 255).astype(np.uint8)
+    s1 = x.astype(np.int64).sum(axis=0)
+    s2 = (x.astype(np.int64) ** 2).sum(axis=0)
+    assert np.array_equal(s1, sums)
+    moments = zm.moments(x, axis=0)
+    np.testing.assert_array_equal(moments.mean, s1 / rows)
+    exact_m2 = (rows * s2 - s1 * s1) / rows
+    if simd_level == "baseline":
+        np.testing.assert_array_max_ulp(moments.m2, exact_m2, maxulp=4)
+        np.testing.assert_array_max_ulp(zm.std(x, axis=0), np.sqrt(exact_m2 / rows), maxulp=4)
+    else:
+        np.testing.assert_array_equal(moments.m2, exact_m2)
+        np.testing.assert_array_equal(zm.std(x, axis=0), np.sqrt(exact_m2 / rows))
+
+
+def test_spread_of_a_broadcast_batch_per_pixel():
+    """Per-pixel var and std of a batch repeated along a zero-stride axis: M2 scaled by the
+    copies before it is finished (the kernels do not finish such a reduction themselves)."""
+    x = np.random.default_rng(5).integers(0, 256, (6, 5, 4, 3), dtype=np.uint8)
+    repeated = np.broadcast_to(x, (4,) + x.shape)
+    wide = repeated.astype(np.float64)
+    for ddof in (0, 1):
+        np.testing.assert_allclose(zm.var(repeated, axis=(0, 1), ddof=ddof),
+                                   wide.var(axis=(0, 1), ddof=ddof), rtol=1e-13)
+        np.testing.assert_allclose(zm.std(repeated, axis=(0, 1), ddof=ddof),
+                                   wide.std(axis=(0, 1), ddof=ddof), rtol=1e-13)
 
 
 @pytest.mark.parametrize("size", [1, 7, 150_529])

@@ -74,13 +74,19 @@ _MOMENTS_PLANS = {}
 _MOMENTS_PLANS_MAX = 64
 
 
-def moments(x, axes, want_m2, kernel, wide_lanes=WIDE_LANES):
+def moments(x, axes, want_m2, kernel, wide_lanes=WIDE_LANES, spread=None):
     """Run ``kernel`` on the canonical form of a moments reduction of ``x`` over ``axes``
     (a sorted tuple of distinct axes).
 
     ``kernel(x, offset, kept_shape, kept_strides, out_strides, red_shape, red_strides,
     mean_out, m2_out)`` fills flat float64 outputs (m2_out may be None) for a reduction
     whose counts it derives from ``red_shape``. Returns float64 (mean, m2) of the kept shape.
+
+    ``spread``, ``(divisor, root)`` with ``want_m2``: m2 comes back as the variance
+    ``M2 / divisor``, or its square root (the standard deviation) where ``root``. The plan
+    whose kernel call gives the outputs as they are passes them to the kernel as two more
+    arguments, to finish each value as it stores it; so only give ``spread`` with a kernel
+    that takes them. The other plans finish M2 in NumPy.
     """
     key = (x.shape, x.strides, x.itemsize, tuple(axes), wide_lanes)
     plan = _MOMENTS_PLANS.get(key)
@@ -89,7 +95,17 @@ def moments(x, axes, want_m2, kernel, wide_lanes=WIDE_LANES):
         if len(_MOMENTS_PLANS) >= _MOMENTS_PLANS_MAX:
             _MOMENTS_PLANS.clear()
         _MOMENTS_PLANS[key] = plan
-    return plan(x, want_m2, kernel)
+    return plan(x, want_m2, kernel, spread)
+
+
+def _finish_spread(m2, spread):
+    """M2 in place as ``moments``' ``spread`` asks (nothing for None)."""
+    if spread is not None:
+        divisor, root = spread
+        np.divide(m2, divisor, out=m2)
+        if root:
+            np.sqrt(m2, out=m2)
+    return m2
 
 
 def _columns(dims):
@@ -98,13 +114,13 @@ def _columns(dims):
 
 
 def _moments_plan(shape, strides, itemsize, axes, wide_lanes):
-    """A function ``plan(x, want_m2, kernel)`` that runs the kernel calls of a moments
-    reduction over ``axes`` of arrays of this geometry (see ``moments``)."""
+    """A function ``plan(x, want_m2, kernel, spread)`` that runs the kernel calls of a
+    moments reduction over ``axes`` of arrays of this geometry (see ``moments``)."""
     ndim = len(shape)
     kept_axes = [ax for ax in range(ndim) if ax not in axes]
     out_shape = tuple(shape[ax] for ax in kept_axes)
     if 0 in shape:  # no outputs (a kept extent is 0) or nothing to reduce: no kernel call
-        def empty(x, want_m2, kernel):
+        def empty(x, want_m2, kernel, spread):
             with np.errstate(invalid="ignore"):
                 return np.full(out_shape, np.nan), (np.zeros(out_shape) if want_m2 else None)
         return empty
@@ -155,7 +171,7 @@ def _moments_plan(shape, strides, itemsize, axes, wide_lanes):
         # NaN for inf and NaN as NumPy's x - mean gives (with its warning for inf - inf).
         index = tuple(0 if ax in axes else slice(None) for ax in range(ndim))
 
-        def repeated(x, want_m2, kernel):
+        def repeated(x, want_m2, kernel, spread):
             # One buffer, each step in place: a third fresh array of this size (np.square of
             # a temporary) cost page faults, 1.7 ms against 60 us for one 224x224x3 image.
             both = np.empty((2 if want_m2 else 1, math.prod(out_shape)))
@@ -165,7 +181,7 @@ def _moments_plan(shape, strides, itemsize, axes, wide_lanes):
                 return mean, None
             m2 = laid(both[1])
             np.subtract(mean, mean, out=m2)
-            return mean, np.square(m2, out=m2)
+            return mean, _finish_spread(np.square(m2, out=m2), spread)
         return repeated
 
     size = math.prod(out_shape)
@@ -187,7 +203,7 @@ def _moments_plan(shape, strides, itemsize, axes, wide_lanes):
             tail_kept = _columns(kept)
             tail_red = _columns(red[:-1] + [(tail, inner_stride)])
 
-            def wide_lanes_plan(x, want_m2, kernel):
+            def wide_lanes_plan(x, want_m2, kernel, spread):
                 mean = np.empty(outer_size * wide)
                 m2 = np.empty(outer_size * wide) if want_m2 else None
                 kernel(x, offset, *wide_kept, *wide_red, mean, m2)
@@ -201,20 +217,25 @@ def _moments_plan(shape, strides, itemsize, axes, wide_lanes):
                                                     tail_m2 if want_m2 else 0.0)
                 if want_m2 and repeat != 1:  # m2 is this call's own array: scaled in place
                     m2 *= repeat
-                return shaped(mean), (shaped(m2) if want_m2 else None)
+                return shaped(mean), (shaped(_finish_spread(m2, spread)) if want_m2 else None)
             return wide_lanes_plan
 
     kept_args, red_args = _columns(kept), _columns(red)
 
-    def plain(x, want_m2, kernel):
+    def plain(x, want_m2, kernel, spread):
         # One buffer for both outputs: a fresh multi-MB array costs a page fault per 4 KB (as
         # much as the kernel, for per-pixel statistics), and glibc returns a freed pair of
         # them to the OS more eagerly than one of twice the size.
         both = np.empty((2 if want_m2 else 1, size))
         mean, m2 = both[0], (both[1] if want_m2 else None)
-        kernel(x, offset, *kept_args, *red_args, mean, m2)
-        if want_m2 and repeat != 1:
-            m2 *= repeat
+        if want_m2 and spread is not None and repeat == 1:  # finished in the kernel
+            kernel(x, offset, *kept_args, *red_args, mean, m2, *spread)
+        else:
+            kernel(x, offset, *kept_args, *red_args, mean, m2)
+            if want_m2 and repeat != 1:
+                m2 *= repeat
+            if want_m2:
+                _finish_spread(m2, spread)
         return shaped(mean), (shaped(m2) if want_m2 else None)
     return plain
 

@@ -303,10 +303,30 @@ def _exact(backend, a, plan, want_m2):
     return mean, m2
 
 
-def _reduce(a, axis, want_m2, ddof=0):
+def _reduce(a, axis, want_m2, ddof=0, spread=None):
     """(axes, count, (mean, m2)) in float64 of the kept shape; the statistics are None where
     NumPy itself must answer (empty or over-reduced slices with their warnings, dtypes
-    without a fast path, and overflows)."""
+    without a fast path, and overflows). With ``spread`` (True for the standard deviation,
+    False for the variance), m2 is that spread with ``ddof``, in an array of its own."""
+    axes, count, stats, finished = _reduce_unfinished(a, axis, want_m2, ddof, spread)
+    if spread is None or stats is None or finished:
+        return axes, count, stats
+    # M2 is fresh float64 (a scalar from NumPy's full reductions): finished in place rather
+    # than in one more array of the statistics' size.
+    m2 = np.asarray(stats[1], dtype=np.float64)
+    finish_spread = getattr(_config.backend(), "finish_spread", None)
+    if finish_spread is not None and m2.flags.c_contiguous and m2.flags.writeable:
+        finish_spread(m2, count - ddof, spread)
+    else:
+        np.divide(m2, count - ddof, out=m2)
+        if spread:
+            np.sqrt(m2, out=m2)
+    return axes, count, (stats[0], m2)
+
+
+def _reduce_unfinished(a, axis, want_m2, ddof, spread):
+    """_reduce's (axes, count, stats) and whether M2 is already the spread it asks for: the
+    backends whose moments take ``spread`` finish it in their kernels."""
     axes = normalize_axes(axis, a.ndim)
     backend = _config.backend()
     known = _EXACT_PLANS.get((backend, a.dtype, a.shape, axes))
@@ -314,17 +334,22 @@ def _reduce(a, axis, want_m2, ddof=0):
         count, plan = known
         flags = a.flags
         if count > ddof and flags.c_contiguous and flags.aligned:
-            return axes, count, _exact(backend, a, plan, want_m2)
+            return axes, count, _exact(backend, a, plan, want_m2), False
     count = 1
     for ax in axes:
         count *= a.shape[ax]
     if count - ddof <= 0 or a.size == 0 or not is_fast(a):
-        return axes, count, None
+        return axes, count, None, False
+    fused = {}
+    if spread is not None and want_m2 and getattr(backend, "finishes_spread", False):
+        fused = {"spread": (float(count - ddof), spread)}
     if a.dtype.kind == "f":
-        stats = backend.moments(a, axes, want_m2)
+        stats = backend.moments(a, axes, want_m2, **fused)
+        # var and std are finite where M2 is (their divisor is count - ddof > 0, at least 1
+        # for an integer ddof) and overflow no further.
         if backend.name != "numpy" and _overflowed(backend, a, axes, stats):
-            return axes, count, None
-        return axes, count, stats
+            return axes, count, None, False
+        return axes, count, stats, bool(fused)
     features = a.size // count
     if backend.name != "numpy" and features <= _plan.TINY_EXTENT:
         # A few statistics (per channel, global) of a contiguous integer batch: exact sums
@@ -338,14 +363,14 @@ def _reduce(a, axis, want_m2, ddof=0):
                 if len(_EXACT_PLANS) >= _EXACT_PLANS_MAX:
                     _EXACT_PLANS.clear()
                 _EXACT_PLANS[(backend, a.dtype, a.shape, axes)] = (count, plan)
-                return axes, count, _exact(backend, a, plan, want_m2)
-            return axes, count, backend.moments(a, axes, want_m2)
+                return axes, count, _exact(backend, a, plan, want_m2), False
+            return axes, count, backend.moments(a, axes, want_m2, **fused), bool(fused)
         sums = RunningSums.for_batch(a, axes, stream=False)
         if sums is not None and sums.accepts(a):
             sums.add(a)
             exact = sums.moments()
-            return axes, count, (exact.mean, exact.m2 if want_m2 else None)
-    return axes, count, backend.moments(a, axes, want_m2)
+            return axes, count, (exact.mean, exact.m2 if want_m2 else None), False
+    return axes, count, backend.moments(a, axes, want_m2, **fused), bool(fused)
 
 
 def _finish(result, a, axes, dtype, out, keepdims):
@@ -465,22 +490,14 @@ def _spread(a, axis, dtype, out, ddof, keepdims, where, mean, correction, numpy_
         return numpy_function(a, axis=axis, dtype=dtype, out=out, ddof=ddof,
                               **_given(keepdims=keepdims, where=where, mean=mean,
                                        correction=correction))
-    axes, count, stats = _reduce(array, axis, want_m2=True, ddof=ddof)
+    # finish is None (var) or np.sqrt (std)
+    axes, count, stats = _reduce(array, axis, want_m2=True, ddof=ddof,
+                                 spread=finish is not None)
     keepdims = _keepdims(keepdims)  # after the axes, as NumPy checks them
     if stats is None:
         return numpy_function(array, axis=axis, dtype=dtype, out=out, ddof=ddof,
                               keepdims=keepdims)
-    # The backend's M2 is fresh float64 (a scalar from NumPy's full reductions): finish it in
-    # place rather than in one more array of the statistics' size.
-    spread = np.asarray(stats[1], dtype=np.float64)
-    finish_spread = getattr(_config.backend(), "finish_spread", None)
-    if finish_spread is not None and spread.flags.c_contiguous and spread.flags.writeable:
-        finish_spread(spread, count - ddof, finish is not None)  # finish is None or np.sqrt
-    else:
-        np.divide(spread, count - ddof, out=spread)
-        if finish is not None:
-            finish(spread, out=spread)
-    return _finish(spread, array, axes, dtype, out, keepdims)
+    return _finish(stats[1], array, axes, dtype, out, keepdims)
 
 
 def moments(a, axis=None):

@@ -9,10 +9,13 @@ import zmfast._core as _core
 from zmfast import _plan
 
 name = "cpp"
+finishes_spread = True  # moments(..., spread=) gives var or std from its kernels
 
 
-def moments(x, axes, want_m2=True):
-    return _plan.moments(x, axes, want_m2, _core.moments)
+def moments(x, axes, want_m2=True, spread=None):
+    """(mean, M2) over ``axes``; with ``spread=(divisor, root)``, the variance or standard
+    deviation in place of M2, finished in the kernels where they can (see _plan.moments)."""
+    return _plan.moments(x, axes, want_m2, _core.moments, spread=spread)
 
 
 def finish_spread(m2, divisor, root):
