@@ -345,8 +345,9 @@ def _reduce_unfinished(a, axis, want_m2, ddof, spread):
         fused = {"spread": (float(count - ddof), spread)}
     if a.dtype.kind == "f":
         stats = backend.moments(a, axes, want_m2, **fused)
-        # var and std are finite where M2 is (their divisor is count - ddof > 0, at least 1
-        # for an integer ddof) and overflow no further.
+        # With a divisor count - ddof of at least 1 (any integer ddof), var and std are
+        # finite where M2 is; a smaller one that overflows them goes to NumPy, as any
+        # overflow does.
         if backend.name != "numpy" and _overflowed(backend, a, axes, stats):
             return axes, count, None, False
         return axes, count, stats, bool(fused)
