@@ -442,11 +442,17 @@ struct Spread {
   bool root = false;
   bool wanted() const { return divisor != 0; }
 };
-// var or std of one lane from its M2, as Spread says (for divisor != 0).
-ZM_INLINE double finish_lane(double m2, const Spread& spread) {
-  const double var = m2 / spread.divisor;
-  return spread.root ? std::sqrt(var) : var;
+// var and std from M2, in place: m2[i] / divisor, and its square root where `root`. Each step
+// is correctly rounded, as NumPy's divide and sqrt; NumPy's own loops took 50 and 175 us for
+// one ImageNet mean image (150,528 values), a quarter of the statistics' time.
+ZM_INLINE void finish_spread_impl(double* m2, int64_t n, double divisor, bool root) {
+  if (root) {
+    for (int64_t i = 0; i < n; ++i) m2[i] = std::sqrt(m2[i] / divisor);
+  } else {
+    for (int64_t i = 0; i < n; ++i) m2[i] = m2[i] / divisor;
+  }
 }
+using FinishSpread = void(double*, int64_t, double, bool);
 
 // A kernel giving each lane's mean and M2 (or what `spread` asks for in its place) of at
 // most kU8BlockRows uint8 rows (see column_moments_u8_avx512).
@@ -554,7 +560,7 @@ ZM_TARGET_AVX512 ZM_INLINE __m512d divide_by(__m512d a, __m512d b, __m512d y) {
 // mean[k], m2[k] of lane k (k < valid <= 64) from its count and exact sums S1 and S2 (in lane
 // order, 16 a vector). Within one block S1 < 2^17 and S2 < 2^25, so n S2 - S1^2 is exact in
 // float64 and mean = S1 / n and M2 = (n S2 - S1^2) / n are each rounded once; then var or
-// std in place of M2 where `spread` asks (its divisor >= 1, see reduce_moments).
+// std in place of M2 where `spread` asks (its divisor >= 1, see exact_column_moments).
 ZM_TARGET_AVX512 ZM_INLINE void store_block_moments(const __m512i s1[4], const __m512i s2[4],
                                                     int64_t count, double* mean, double* m2,
                                                     int64_t valid, const Spread& spread) {
@@ -1392,10 +1398,10 @@ void put_u8_tail_lanes(const uint8_t* x, int64_t row_stride, int64_t rows, int64
     const double n = double(rows);
     for (int64_t l = 0; l < lanes; ++l) {  // exact numerator, one rounding (as above)
       out.mean[k + l] = double(s1[l]) / n;
-      if (!out.m2) continue;
-      const double m2 = (n * double(s2[l]) - double(s1[l]) * double(s1[l])) / n;
-      out.m2[k + l] = out.spread.wanted() ? finish_lane(m2, out.spread) : m2;
+      if (out.m2) out.m2[k + l] = (n * double(s2[l]) - double(s1[l]) * double(s1[l])) / n;
     }
+    if (out.m2 && out.spread.wanted())
+      finish_spread_impl(out.m2 + k, lanes, out.spread.divisor, out.spread.root);
   }
 }
 
@@ -1969,18 +1975,6 @@ inline int64_t* reusable_sums(size_t n) {
   return buffer.data();
 }
 
-// var and std from M2, in place: m2[i] / divisor, and its square root where `root`. Each step
-// is correctly rounded, as NumPy's divide and sqrt; NumPy's own loops took 50 and 175 us for
-// one ImageNet mean image (150,528 values), a quarter of the statistics' time.
-ZM_INLINE void finish_spread_impl(double* m2, int64_t n, double divisor, bool root) {
-  if (root) {
-    for (int64_t i = 0; i < n; ++i) m2[i] = std::sqrt(m2[i] / divisor);
-  } else {
-    for (int64_t i = 0; i < n; ++i) m2[i] = m2[i] / divisor;
-  }
-}
-using FinishSpread = void(double*, int64_t, double, bool);
-
 // Each lane's mean and M2 of integer columns from exact sums. With `spread` wanted, its lanes'
 // var or std in place of M2 where the outputs are contiguous lanes; `spread` is then cleared
 // (done). Returns false (doing nothing) where this path does not apply: non-integer or
@@ -2016,8 +2010,9 @@ bool exact_column_moments(const char* base, const Space& outer, int64_t lanes,
     if (threads == 1 || (n_outer * lane_parts >= threads && lines >= 4 * lane_parts && !by_rows)) {
       // Each task owns whole outputs: (outer index, lane range) units, in tiles of lanes. A
       // wanted spread is finished by the task that stored the lanes (in the one-block kernel
-      // as it stores them), while they are in its cache.
-      const bool finishes = kWantM2 && spread.wanted() && lane_out_stride == 1;
+      // as it stores them, whose divisions need a divisor >= 1: see divide_by), while they
+      // are in its cache.
+      const bool finishes = kWantM2 && spread.divisor >= 1 && lane_out_stride == 1;
       const Spread in_block = finishes ? spread : Spread{};
       FinishSpread* const finish = Levels<FinishSpread, finish_spread_impl>::pick(current_level());
       const int64_t units = n_outer * lane_parts;
@@ -2679,7 +2674,7 @@ void reduce_moments_impl(const char* base, const Space& kept, const Space& red,
 }
 
 // ---------------------------------------------------------------------------------------
-
+// finish_spread_impl over n values, threaded.
 inline void finish_spread(double* m2, int64_t n, double divisor, bool root,
                           int requested_threads) {
   FinishSpread* const finish = Levels<FinishSpread, finish_spread_impl>::pick(current_level());
@@ -2696,17 +2691,15 @@ inline void finish_spread(double* m2, int64_t n, double divisor, bool root,
 // element strides. `red` dims: array 0 = x byte strides, innermost (smallest stride) last.
 // With `spread` wanted, m2_out receives var or std instead (see Spread), and must then be
 // one array of kept.size() values, in whatever order of the kept dims its strides give.
-// Kernels finish lanes as they store them only for a divisor >= 1 (see divide_by); any
-// other path or divisor gets finish_spread's pass afterwards.
+// Paths that store lanes from registers or tiles finish them there; the others leave
+// `spread` wanted, and finish_spread's pass follows.
 template <class T, bool kWantM2>
 void reduce_moments(const char* base, const Space& kept, const Space& red, double* mean_out,
                     double* m2_out, int requested_threads, Spread spread = {}) {
   const int64_t outputs = kept.size();
   if (outputs == 0 || red.size() == 0) return;  // Python answers empty reductions itself
-  Spread in_kernels = spread.divisor >= 1 ? spread : Spread{};
-  reduce_moments_impl<T, kWantM2>(base, kept, red, mean_out, m2_out, requested_threads,
-                                  in_kernels);
-  if (kWantM2 && spread.wanted() && (in_kernels.wanted() || !(spread.divisor >= 1)))
+  reduce_moments_impl<T, kWantM2>(base, kept, red, mean_out, m2_out, requested_threads, spread);
+  if (kWantM2 && spread.wanted())
     finish_spread(m2_out, outputs, spread.divisor, spread.root, requested_threads);
 }
 
