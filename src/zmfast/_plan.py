@@ -83,10 +83,11 @@ def moments(x, axes, want_m2, kernel, wide_lanes=WIDE_LANES, spread=None):
     whose counts it derives from ``red_shape``. Returns float64 (mean, m2) of the kept shape.
 
     ``spread``, ``(divisor, root)`` with ``want_m2``: m2 comes back as the variance
-    ``M2 / divisor``, or its square root (the standard deviation) where ``root``. The plan
-    whose kernel call gives the outputs as they are passes them to the kernel as two more
-    arguments, to finish each value as it stores it; so only give ``spread`` with a kernel
-    that takes them. The other plans finish M2 in NumPy.
+    ``M2 / divisor``, or its square root (the standard deviation) where ``root``. The plain
+    plan (one kernel call whose outputs are the results, no zero-stride reduced axis) passes
+    them on to the kernel as two more arguments, so that it finishes each value as it stores
+    it: give ``spread`` only with a kernel that takes them. The other plans (folded wide
+    lanes, repeated values, copies along a zero-stride axis) finish M2 in NumPy.
     """
     key = (x.shape, x.strides, x.itemsize, tuple(axes), wide_lanes)
     plan = _MOMENTS_PLANS.get(key)
