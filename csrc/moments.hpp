@@ -557,34 +557,66 @@ ZM_TARGET_AVX512 ZM_INLINE __m512d divide_by(__m512d a, __m512d b, __m512d y) {
   return _mm512_fmadd_pd(_mm512_fnmadd_pd(q, b, a), y, q);
 }
 
+// Eight lanes of store_block_moments, their sums a = S1 and b = S2 as doubles, under `mask`
+// (kFull: all eight, plain stores). The spread's fields come as values: read through the
+// reference after a store to mean or m2 (which could alias it), GCC reloaded and tested them
+// every eight lanes.
+template <bool kFull, bool kExactInverse>
+ZM_TARGET_AVX512 ZM_INLINE void store_moments8(__m512d a, __m512d b, __m512d n, __m512d inv_n,
+                                               double* mean, double* m2, __mmask8 mask,
+                                               bool spread, bool root, __m512d divisor,
+                                               __m512d inv_divisor) {
+  // A power-of-two count has an exact inverse: one product is the correctly rounded quotient.
+  const auto by_n = [&](__m512d v) ZM_TARGET_AVX512 {
+    return kExactInverse ? _mm512_mul_pd(v, inv_n) : divide_by(v, n, inv_n);
+  };
+  const __m512d lane_mean = by_n(a);
+  if constexpr (kFull) _mm512_storeu_pd(mean, lane_mean);
+  else _mm512_mask_storeu_pd(mean, mask, lane_mean);
+  if (!m2) return;
+  // n S2 - S1^2: both products are integers below 2^53, so the one rounding of fmsub is exact.
+  __m512d lane_m2 = by_n(_mm512_fmsub_pd(n, b, _mm512_mul_pd(a, a)));
+  if (spread) {
+    lane_m2 = divide_by(lane_m2, divisor, inv_divisor);
+    if (root) lane_m2 = _mm512_sqrt_pd(lane_m2);
+  }
+  if constexpr (kFull) _mm512_storeu_pd(m2, lane_m2);
+  else _mm512_mask_storeu_pd(m2, mask, lane_m2);
+}
+
+// Lanes 8 i .. 8 i + 7 of four vectors of 32-bit sums in lane order, as doubles.
+ZM_TARGET_AVX512 ZM_INLINE __m512d lanes8_pd(const __m512i v[4], int i) {
+  return _mm512_cvtepi32_pd(i % 2 ? _mm512_extracti64x4_epi64(v[i / 2], 1)
+                                  : _mm512_castsi512_si256(v[i / 2]));
+}
+
 // mean[k], m2[k] of lane k (k < valid <= 64) from its count and exact sums S1 and S2 (in lane
 // order, 16 a vector). Within one block S1 < 2^17 and S2 < 2^25, so n S2 - S1^2 is exact in
 // float64 and mean = S1 / n and M2 = (n S2 - S1^2) / n are each rounded once; then var or
-// std in place of M2 where `spread` asks (its divisor >= 1, see exact_column_moments).
+// std in place of M2 where `spread` asks (its divisor >= 1, see exact_column_moments). Whole
+// chunks take unrolled steps and plain stores: with one masked loop for all, this pass took
+// about a sixth of the read floor's time for imagenet per pixel (harness, 2 threads).
 ZM_TARGET_AVX512 ZM_INLINE void store_block_moments(const __m512i s1[4], const __m512i s2[4],
                                                     int64_t count, double* mean, double* m2,
                                                     int64_t valid, const Spread& spread) {
   const __m512d n = _mm512_set1_pd(double(count)), inv_n = _mm512_set1_pd(1.0 / double(count));
+  const bool wanted = spread.wanted(), root = spread.root;
   const __m512d divisor = _mm512_set1_pd(spread.divisor);
-  const __m512d inv_divisor = _mm512_set1_pd(spread.wanted() ? 1.0 / spread.divisor : 0.0);
-  for (int i = 0; i < 8; ++i) {  // eight lanes at a time
-    const int64_t left = std::min<int64_t>(8, std::max<int64_t>(0, valid - 8 * i));
-    if (left == 0) break;
-    const __mmask8 mask = __mmask8((1u << left) - 1);
-    const __m512d a = _mm512_cvtepi32_pd(i % 2 ? _mm512_extracti64x4_epi64(s1[i / 2], 1)
-                                               : _mm512_castsi512_si256(s1[i / 2]));
-    _mm512_mask_storeu_pd(mean + 8 * i, mask, divide_by(a, n, inv_n));
-    if (m2) {
-      const __m512d b = _mm512_cvtepi32_pd(i % 2 ? _mm512_extracti64x4_epi64(s2[i / 2], 1)
-                                                 : _mm512_castsi512_si256(s2[i / 2]));
-      const __m512d numerator = _mm512_sub_pd(_mm512_mul_pd(n, b), _mm512_mul_pd(a, a));
-      __m512d lane_m2 = divide_by(numerator, n, inv_n);
-      if (spread.wanted()) {
-        lane_m2 = divide_by(lane_m2, divisor, inv_divisor);
-        if (spread.root) lane_m2 = _mm512_sqrt_pd(lane_m2);
-      }
-      _mm512_mask_storeu_pd(m2 + 8 * i, mask, lane_m2);
-    }
+  const __m512d inv_divisor = _mm512_set1_pd(wanted ? 1.0 / spread.divisor : 0.0);
+  const auto whole = [&](auto exact_inverse) ZM_TARGET_AVX512 {
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i)
+      store_moments8<true, exact_inverse.value>(lanes8_pd(s1, i), m2 ? lanes8_pd(s2, i) : n, n,
+                                                inv_n, mean + 8 * i, m2 ? m2 + 8 * i : nullptr,
+                                                0xff, wanted, root, divisor, inv_divisor);
+  };
+  if (valid == 64 && (count & (count - 1)) == 0) return whole(std::true_type{});
+  if (valid == 64) return whole(std::false_type{});
+  for (int i = 0; 8 * i < valid; ++i) {
+    const int left = int(std::min<int64_t>(8, valid - 8 * i));
+    store_moments8<false, false>(lanes8_pd(s1, i), m2 ? lanes8_pd(s2, i) : n, n, inv_n,
+                                 mean + 8 * i, m2 ? m2 + 8 * i : nullptr,
+                                 __mmask8((1u << left) - 1), wanted, root, divisor, inv_divisor);
   }
 }
 
@@ -789,10 +821,15 @@ ZM_TARGET_AVX512_VNNI ZM_INLINE void add_vnni_rows(VnniSums& v, const uint8_t* q
                                                    int64_t row_stride, __mmask64 mask = 0,
                                                    int64_t rows = 4) {
   const __m512i ones = _mm512_set1_epi8(1), flip = _mm512_set1_epi8(char(0x80));
-  const __m512i a0 = load_chunk_row<kWhole>(q, mask, rows > 0);
-  const __m512i a1 = load_chunk_row<kWhole>(q + row_stride, mask, rows > 1);
-  const __m512i a2 = load_chunk_row<kWhole>(q + 2 * row_stride, mask, rows > 2);
-  const __m512i a3 = load_chunk_row<kWhole>(q + 3 * row_stride, mask, rows > 3);
+  __m512i a0 = load_chunk_row<kWhole>(q, mask, rows > 0);
+  __m512i a1 = load_chunk_row<kWhole>(q + row_stride, mask, rows > 1);
+  __m512i a2 = load_chunk_row<kWhole>(q + 2 * row_stride, mask, rows > 2);
+  __m512i a3 = load_chunk_row<kWhole>(q + 3 * row_stride, mask, rows > 3);
+#if !defined(ZMFAST_EMULATE_AVX512)
+  // Each row in a register: otherwise GCC folds a row's load into both unpacks that read it,
+  // two loads of every row.
+  __asm__("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3));
+#endif
   const __m512i lo01 = _mm512_unpacklo_epi8(a0, a1), hi01 = _mm512_unpackhi_epi8(a0, a1);
   const __m512i lo23 = _mm512_unpacklo_epi8(a2, a3), hi23 = _mm512_unpackhi_epi8(a2, a3);
   const __m512i d0 = _mm512_unpacklo_epi16(lo01, lo23), d1 = _mm512_unpackhi_epi16(lo01, lo23);
@@ -849,9 +886,13 @@ template <U8Sink kSink>
 ZM_TARGET_AVX512_VNNI ZM_INLINE void put_vnni_chunk(const __m512i* tile, int64_t count,
                                                     const U8Out& out, int64_t k, int64_t valid) {
   __m512i squares[4], s1[4], s2[4];
+  block_lane_order(tile, s1);
+  if constexpr (kSink == U8Sink::sums) {
+    add_ordered_lanes<true>(s1, out.s1 + k, valid);
+    return;
+  }
   for (int m = 0; m < 4; ++m)
     squares[m] = _mm512_add_epi32(tile[4 + m], _mm512_slli_epi32(tile[m], 7));
-  block_lane_order(tile, s1);
   block_lane_order(squares, s2);
   put_block_lanes<kSink>(s1, s2, count, out, k, valid);
 }
@@ -861,7 +902,7 @@ ZM_TARGET_AVX512_VNNI ZM_INLINE void column_sums_u8_vnni_impl(const uint8_t* x,
                                                               int64_t row_stride, int64_t rows,
                                                               int64_t lanes, const U8Out& out) {
   constexpr bool kPending = kSink == U8Sink::pending;
-  constexpr bool kSquares = kSink != U8Sink::means;
+  constexpr bool kSquares = sums_squares(kSink);
   // Pending sums are themselves the tile (4 S1, 4 T a chunk, the same 512 bytes), kept in
   // place across calls with no clearing or end pass: that fixed cost, about 1 us per 3,072
   // lanes, was a quarter of a 64-image cifar batch on one thread. kPendingRows bounds them.
@@ -910,6 +951,19 @@ ZM_TARGET_AVX512_VNNI void column_sums_u8_vnni(const uint8_t* x, int64_t row_str
     column_sums_u8_avx512(x, row_stride, rows, lanes, s1_out, s2_out, nullptr);
   else
     column_sums_u8_vnni_impl<U8Sink::totals>(x, row_stride, rows, lanes, out);
+}
+
+// S1 alone into the totals, for means of more than one block (S2 is not summed): half the
+// vpdpbusd and no xor.
+ZM_TARGET_AVX512_VNNI void column_s1_u8_vnni(const void* data, int64_t row_stride, int64_t rows,
+                                             int64_t lanes, int64_t* s1_out, int64_t* s2_out) {
+  if (!vnni_suits(rows, lanes))
+    return column_sums_u8_avx512(static_cast<const uint8_t*>(data), row_stride, rows, lanes,
+                                 s1_out, s2_out, nullptr);
+  U8Out out;
+  out.s1 = s1_out, out.s2 = s2_out;
+  column_sums_u8_vnni_impl<U8Sink::sums>(static_cast<const uint8_t*>(data), row_stride, rows,
+                                         lanes, out);
 }
 
 // Each lane's mean and M2 (m2 may be null: the mean alone) of rows <= kU8BlockRows rows,
@@ -1702,7 +1756,8 @@ template <class T>
 SumsArgs* column_sums_for(Level level, bool squares = true) {
 #if ZMFAST_X86_DISPATCH
   if constexpr (std::is_same<T, uint8_t>::value) {
-    if (level == Level::avx512 && use_vnni()) return u8_totals<column_sums_u8_vnni>;
+    if (level == Level::avx512 && use_vnni())
+      return squares ? u8_totals<column_sums_u8_vnni> : column_s1_u8_vnni;
     if (level == Level::avx512) return u8_totals<column_sums_u8_avx512>;
     if (level == Level::avx2) return squares ? column_sums_u8_avx2 : column_s1_u8_avx2;
   }
