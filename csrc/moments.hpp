@@ -797,7 +797,12 @@ ZM_TARGET_AVX512_VNNI ZM_INLINE void block_lane_order(const __m512i v[4], __m512
 struct VnniSums {
   __m512i s0, s1, s2, s3, t0, t1, t2, t3;
 };
-ZM_TARGET_AVX512_VNNI ZM_INLINE VnniSums load_vnni_sums(const __m512i* tile) {
+// A block's first group starts from zeros (`fresh`) instead of a cleared tile.
+ZM_TARGET_AVX512_VNNI ZM_INLINE VnniSums load_vnni_sums(const __m512i* tile, bool fresh) {
+  if (fresh) {
+    const __m512i zero = _mm512_setzero_si512();
+    return {zero, zero, zero, zero, zero, zero, zero, zero};
+  }
   return {tile[0], tile[1], tile[2], tile[3], tile[4], tile[5], tile[6], tile[7]};
 }
 template <bool kSquares>
@@ -854,8 +859,8 @@ ZM_TARGET_AVX512_VNNI ZM_INLINE void add_vnni_rows(VnniSums& v, const uint8_t* q
 template <int64_t kRows, bool kSquares>
 ZM_TARGET_AVX512_VNNI ZM_INLINE void vnni_whole_chunk(__m512i* tile, const uint8_t* p,
                                                       int64_t row_stride,
-                                                      const RowPrefetch& fetch) {
-  VnniSums v = load_vnni_sums(tile);
+                                                      const RowPrefetch& fetch, bool fresh) {
+  VnniSums v = load_vnni_sums(tile, fresh);
 #pragma GCC unroll 4
   for (int64_t r = 0; r < kRows; r += 4) {
     for (int i = 0; i < 4; ++i) prefetch_row(fetch, r + i, row_stride);
@@ -870,9 +875,9 @@ ZM_TARGET_AVX512_VNNI ZM_INLINE void vnni_whole_chunk(__m512i* tile, const uint8
 template <bool kSquares>
 ZM_TARGET_AVX512_VNNI __attribute__((noinline)) void vnni_partial_chunk(
     __m512i* tile, const uint8_t* p, int64_t row_stride, int64_t gn, int64_t valid,
-    const RowPrefetch& fetch) {
+    const RowPrefetch& fetch, bool fresh) {
   const __mmask64 mask = valid == 64 ? ~__mmask64(0) : (__mmask64(1) << valid) - 1;
-  VnniSums v = load_vnni_sums(tile);
+  VnniSums v = load_vnni_sums(tile, fresh);
   for (int64_t r = 0; r < gn; r += 4) {
     for (int i = 0; i < 4; ++i) prefetch_row(fetch, r + i, row_stride);
     add_vnni_rows<false, kSquares>(v, p + r * row_stride, row_stride, mask, gn - r);
@@ -914,21 +919,19 @@ ZM_TARGET_AVX512_VNNI ZM_INLINE void column_sums_u8_vnni_impl(const uint8_t* x,
                                        : u8_tile_sums();  // per chunk: 4 S1, 4 T
     for (int64_t b0 = 0; b0 < rows; b0 += block_rows) {
       const int64_t bn = std::min(block_rows, rows - b0);
-      if constexpr (!kPending)
-        for (int64_t c = 0; c < chunks; ++c)
-          for (int i = 0; i < 8; ++i) sums[c][i] = _mm512_setzero_si512();
       const int64_t group = kn <= 256 ? kU8ShortGroupRows : kU8GroupRows;
       for (int64_t g0 = 0; g0 < bn; g0 += group) {
         const int64_t gn = std::min(group, bn - g0);
+        const bool fresh = !kPending && g0 == 0;
         const uint8_t* first_row = x + (b0 + g0) * row_stride + k0;
         for (int64_t c = 0; c < chunks; ++c) {
           const int64_t valid = std::min<int64_t>(64, kn - 64 * c);
           const uint8_t* p = first_row + 64 * c;
           const RowPrefetch fetch = row_prefetch(first_row, row_stride, b0 + g0, gn, rows, kn, c);
           if (valid == 64 && gn == kU8GroupRows)
-            vnni_whole_chunk<kU8GroupRows, kSquares>(sums[c], p, row_stride, fetch);
+            vnni_whole_chunk<kU8GroupRows, kSquares>(sums[c], p, row_stride, fetch, fresh);
           else
-            vnni_partial_chunk<kSquares>(sums[c], p, row_stride, gn, valid, fetch);
+            vnni_partial_chunk<kSquares>(sums[c], p, row_stride, gn, valid, fetch, fresh);
         }
       }
       if constexpr (!kPending)
