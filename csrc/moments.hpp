@@ -606,11 +606,12 @@ ZM_TARGET_AVX512 ZM_INLINE void store_block_moments(const __m512i s1[4], const _
   const __m512d divisor = _mm512_set1_pd(spread.divisor);
   const __m512d inv_divisor = _mm512_set1_pd(wanted ? 1.0 / spread.divisor : 0.0);
   const auto whole = [&](auto exact_inverse) ZM_TARGET_AVX512 {
+    constexpr bool kExact = decltype(exact_inverse)::value;
 #pragma GCC unroll 8
     for (int i = 0; i < 8; ++i)
-      store_moments8<true, exact_inverse.value>(lanes8_pd(s1, i), m2 ? lanes8_pd(s2, i) : n, n,
-                                                inv_n, mean + 8 * i, m2 ? m2 + 8 * i : nullptr,
-                                                0xff, wanted, root, divisor, inv_divisor);
+      store_moments8<true, kExact>(lanes8_pd(s1, i), m2 ? lanes8_pd(s2, i) : n, n, inv_n,
+                                   mean + 8 * i, m2 ? m2 + 8 * i : nullptr, 0xff, wanted, root,
+                                   divisor, inv_divisor);
   };
   if (valid == 64 && (count & (count - 1)) == 0) return whole(std::true_type{});
   if (valid == 64) return whole(std::false_type{});
