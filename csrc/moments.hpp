@@ -1409,21 +1409,26 @@ ZM_TARGET_AVX2 ZM_INLINE void store_block_moments_avx2(const __m256i s1[4], cons
                                                        int64_t count, double* mean, double* m2,
                                                        const Spread& spread) {
   const __m256d n = _mm256_set1_pd(double(count)), inv_n = _mm256_set1_pd(1.0 / double(count));
+  const bool wanted = spread.wanted(), root = spread.root;
+  const bool exact_inverse = (count & (count - 1)) == 0;  // as store_block_moments
   const __m256d divisor = _mm256_set1_pd(spread.divisor);
-  const __m256d inv_divisor = _mm256_set1_pd(spread.wanted() ? 1.0 / spread.divisor : 0.0);
+  const __m256d inv_divisor = _mm256_set1_pd(wanted ? 1.0 / spread.divisor : 0.0);
+  const auto by_n = [&](__m256d v) ZM_TARGET_AVX2 {
+    return exact_inverse ? _mm256_mul_pd(v, inv_n) : divide_by_avx2(v, n, inv_n);
+  };
   for (int i = 0; i < 8; ++i) {  // four lanes at a time
     const __m128i half1 = i % 2 ? _mm256_extracti128_si256(s1[i / 2], 1)
                                 : _mm256_castsi256_si128(s1[i / 2]);
     const __m256d a = _mm256_cvtepi32_pd(half1);
-    _mm256_storeu_pd(mean + 4 * i, divide_by_avx2(a, n, inv_n));
+    _mm256_storeu_pd(mean + 4 * i, by_n(a));
     if (m2) {
       const __m128i half2 = i % 2 ? _mm256_extracti128_si256(s2[i / 2], 1)
                                   : _mm256_castsi256_si128(s2[i / 2]);
       const __m256d b = _mm256_cvtepi32_pd(half2);
-      __m256d lane_m2 = divide_by_avx2(_mm256_fmsub_pd(n, b, _mm256_mul_pd(a, a)), n, inv_n);
-      if (spread.wanted()) {
+      __m256d lane_m2 = by_n(_mm256_fmsub_pd(n, b, _mm256_mul_pd(a, a)));
+      if (wanted) {
         lane_m2 = divide_by_avx2(lane_m2, divisor, inv_divisor);
-        if (spread.root) lane_m2 = _mm256_sqrt_pd(lane_m2);
+        if (root) lane_m2 = _mm256_sqrt_pd(lane_m2);
       }
       _mm256_storeu_pd(m2 + 4 * i, lane_m2);
     }
