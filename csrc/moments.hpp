@@ -1526,7 +1526,7 @@ ZM_TARGET_AVX2 ZM_INLINE void column_sums_u8_avx2_impl(const uint8_t* x, int64_t
     for (int64_t b0 = 0; b0 < rows; b0 += kU8BlockRows) {
       const int64_t bn = std::min(kU8BlockRows, rows - b0);
       // The one-block sinks start a block's first group from zeros, as at VNNI (16 imagenet
-      // images per pixel 0.91x-0.92x the time at this level, A/B); with the others, which
+      // images per pixel 0.91x-0.93x the time at this level, A/B); with the others, which
       // cifar's 5,000 rows take, that took 1.06x the time for its means, so they clear the
       // tile (or load the pending squares) first.
       constexpr bool kFresh = kSink == U8Sink::moments || kSink == U8Sink::means;
