@@ -99,8 +99,9 @@ def moments(x, axes, want_m2, kernel, wide_lanes=WIDE_LANES, spread=None):
     return plan(x, want_m2, kernel, spread)
 
 
-def _finish_spread(m2, spread):
-    """M2 in place as ``moments``' ``spread`` asks (nothing for None)."""
+def finish_spread(m2, spread):
+    """M2 in place as ``moments``' ``spread``, ``(divisor, root)``, asks (nothing for None):
+    NumPy's divide, then its sqrt where ``root``."""
     if spread is not None:
         divisor, root = spread
         np.divide(m2, divisor, out=m2)
@@ -182,7 +183,7 @@ def _moments_plan(shape, strides, itemsize, axes, wide_lanes):
                 return mean, None
             m2 = laid(both[1])
             np.subtract(mean, mean, out=m2)
-            return mean, _finish_spread(np.square(m2, out=m2), spread)
+            return mean, finish_spread(np.square(m2, out=m2), spread)
         return repeated
 
     size = math.prod(out_shape)
@@ -218,7 +219,7 @@ def _moments_plan(shape, strides, itemsize, axes, wide_lanes):
                                                     tail_m2 if want_m2 else 0.0)
                 if want_m2 and repeat != 1:  # m2 is this call's own array: scaled in place
                     m2 *= repeat
-                return shaped(mean), (shaped(_finish_spread(m2, spread)) if want_m2 else None)
+                return shaped(mean), (shaped(finish_spread(m2, spread)) if want_m2 else None)
             return wide_lanes_plan
 
     kept_args, red_args = _columns(kept), _columns(red)
@@ -236,7 +237,7 @@ def _moments_plan(shape, strides, itemsize, axes, wide_lanes):
             if want_m2 and repeat != 1:
                 m2 *= repeat
             if want_m2:
-                _finish_spread(m2, spread)
+                finish_spread(m2, spread)
         return shaped(mean), (shaped(m2) if want_m2 else None)
     return plain
 

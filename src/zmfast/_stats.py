@@ -318,9 +318,7 @@ def _reduce(a, axis, want_m2, ddof=0, spread=None):
     if finish_spread is not None and m2.flags.c_contiguous and m2.flags.writeable:
         finish_spread(m2, count - ddof, spread)
     else:
-        np.divide(m2, count - ddof, out=m2)
-        if spread:
-            np.sqrt(m2, out=m2)
+        _plan.finish_spread(m2, (count - ddof, spread))
     return axes, count, (stats[0], m2)
 
 
