@@ -1,5 +1,5 @@
 // A test build's AVX-512: the kernels' AVX-512 intrinsics run through SIMDe's portable
-// implementations (over AVX2), so that the AVX-512, VNNI and VBMI kernels can be tested on a
+// implementations (over AVX2), so that the AVX-512 and VNNI kernels can be tested on a
 // CPU without them. Only with -DZMFAST_EMULATE_AVX512=ON (see CMakeLists.txt), never in a
 // wheel: the emulated kernels are many times slower than the real ones.
 //
@@ -26,7 +26,6 @@
 #define SIMDE_X86_AVX512DQ_ENABLE_NATIVE_ALIASES
 #define SIMDE_X86_AVX512VL_ENABLE_NATIVE_ALIASES
 #define SIMDE_X86_AVX512VNNI_ENABLE_NATIVE_ALIASES
-#define SIMDE_X86_AVX512VBMI_ENABLE_NATIVE_ALIASES
 #include <simde/x86/avx512.h>
 
 namespace zm::emulated {

@@ -111,7 +111,7 @@ void add_sums(const py::array& x, int64_t rows, int64_t lanes,
 
 // S1[c] += the sums and S2[c] += the sums of squares of channel c of C-contiguous uint8 x
 // read as pixels of `features` channels, where the linear per-channel kernel applies (one or
-// three channels, AVX512-VNNI and VBMI); returns false, adding nothing, elsewhere.
+// three channels with AVX512-VNNI, three at AVX2); returns false, adding nothing, elsewhere.
 bool add_channel_sums(const py::array& x, int64_t features, py::array_t<int64_t, 0> s1,
                       py::array_t<int64_t, 0> s2) {
   if (!(x.flags() & py::array::c_style) || features < 1 || x.size() % features != 0)
@@ -651,15 +651,10 @@ PYBIND11_MODULE(_core, m) {
       },
       "Use a SIMD level (capped at the CPU's best); returns the level now in use.");
   m.def("vnni", []() { return zm::use_vnni(); },
-        "Whether the AVX512-VNNI kernels (uint8 column sums) are in use.");
-  m.def("vbmi", []() { return zm::use_vbmi(); },
-        "Whether the AVX512-VBMI kernels (per-channel uint8 sums, with VNNI) are in use.");
+        "Whether the AVX512-VNNI kernels (uint8 column, per-channel and row sums) are in use.");
   m.def("set_vnni", [](bool enabled) { return zm::set_vnni(enabled); }, py::arg("enabled"),
         "Allow the AVX512-VNNI kernels where the CPU has them (tests turn them off to run the "
         "plain AVX-512 ones); returns whether they are allowed now.");
-  m.def("set_vbmi", [](bool enabled) { return zm::set_vbmi(enabled); }, py::arg("enabled"),
-        "Allow the AVX512-VBMI kernels where the CPU has them (tests turn them off to run a "
-        "CPU with VNNI and no VBMI); returns whether they are allowed now.");
   m.def(
       "floor_read",
       [](const py::array_t<uint8_t, py::array::c_style>& x) {

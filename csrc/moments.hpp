@@ -821,14 +821,17 @@ ZM_TARGET_AVX512_VNNI ZM_INLINE __m512i load_chunk_row(const uint8_t* at, __mmas
   if constexpr (kWhole) return _mm512_loadu_si512(at);
   return present ? _mm512_maskz_loadu_epi8(mask, at) : _mm512_setzero_si512();
 }
-// One step: rows q, q + row_stride, ... (four) of the chunk, interleaved, then vpdpbusd into
-// S1 and T. kWhole: all four rows there and all 64 lanes valid; otherwise the first `rows`
-// rows under `mask`.
-template <bool kWhole, bool kSquares>
-ZM_TARGET_AVX512_VNNI ZM_INLINE void add_vnni_rows(VnniSums& v, const uint8_t* q,
-                                                   int64_t row_stride, __mmask64 mask = 0,
-                                                   int64_t rows = 4) {
-  const __m512i ones = _mm512_set1_epi8(1), flip = _mm512_set1_epi8(char(0x80));
+// Rows q, q + row_stride, ... (four) of a chunk interleaved into dwords: d_m holds byte
+// 16 l + 4 m + i of each of the four rows (128-bit lane l, i < 4) in dword 4 l + i, so that
+// one vpdpbusd adds a byte position of four rows. kWhole: all four rows there and all 64
+// lanes valid; otherwise the first `rows` rows under `mask`, zeros for the others.
+struct RowDwords {
+  __m512i d0, d1, d2, d3;
+};
+template <bool kWhole>
+ZM_TARGET_AVX512_VNNI ZM_INLINE RowDwords interleave_four_rows(const uint8_t* q,
+                                                               int64_t row_stride,
+                                                               __mmask64 mask, int64_t rows) {
   __m512i a0 = load_chunk_row<kWhole>(q, mask, rows > 0);
   __m512i a1 = load_chunk_row<kWhole>(q + row_stride, mask, rows > 1);
   __m512i a2 = load_chunk_row<kWhole>(q + 2 * row_stride, mask, rows > 2);
@@ -840,17 +843,26 @@ ZM_TARGET_AVX512_VNNI ZM_INLINE void add_vnni_rows(VnniSums& v, const uint8_t* q
 #endif
   const __m512i lo01 = _mm512_unpacklo_epi8(a0, a1), hi01 = _mm512_unpackhi_epi8(a0, a1);
   const __m512i lo23 = _mm512_unpacklo_epi8(a2, a3), hi23 = _mm512_unpackhi_epi8(a2, a3);
-  const __m512i d0 = _mm512_unpacklo_epi16(lo01, lo23), d1 = _mm512_unpackhi_epi16(lo01, lo23);
-  const __m512i d2 = _mm512_unpacklo_epi16(hi01, hi23), d3 = _mm512_unpackhi_epi16(hi01, hi23);
-  v.s0 = _mm512_dpbusd_epi32(v.s0, d0, ones);
-  v.s1 = _mm512_dpbusd_epi32(v.s1, d1, ones);
-  v.s2 = _mm512_dpbusd_epi32(v.s2, d2, ones);
-  v.s3 = _mm512_dpbusd_epi32(v.s3, d3, ones);
+  return {_mm512_unpacklo_epi16(lo01, lo23), _mm512_unpackhi_epi16(lo01, lo23),
+          _mm512_unpacklo_epi16(hi01, hi23), _mm512_unpackhi_epi16(hi01, hi23)};
+}
+// One step of the column kernels: four rows of the chunk (see interleave_four_rows), then
+// vpdpbusd into S1 and T.
+template <bool kWhole, bool kSquares>
+ZM_TARGET_AVX512_VNNI ZM_INLINE void add_vnni_rows(VnniSums& v, const uint8_t* q,
+                                                   int64_t row_stride, __mmask64 mask = 0,
+                                                   int64_t rows = 4) {
+  const __m512i ones = _mm512_set1_epi8(1), flip = _mm512_set1_epi8(char(0x80));
+  const RowDwords d = interleave_four_rows<kWhole>(q, row_stride, mask, rows);
+  v.s0 = _mm512_dpbusd_epi32(v.s0, d.d0, ones);
+  v.s1 = _mm512_dpbusd_epi32(v.s1, d.d1, ones);
+  v.s2 = _mm512_dpbusd_epi32(v.s2, d.d2, ones);
+  v.s3 = _mm512_dpbusd_epi32(v.s3, d.d3, ones);
   if constexpr (kSquares) {
-    v.t0 = _mm512_dpbusd_epi32(v.t0, d0, _mm512_xor_si512(d0, flip));
-    v.t1 = _mm512_dpbusd_epi32(v.t1, d1, _mm512_xor_si512(d1, flip));
-    v.t2 = _mm512_dpbusd_epi32(v.t2, d2, _mm512_xor_si512(d2, flip));
-    v.t3 = _mm512_dpbusd_epi32(v.t3, d3, _mm512_xor_si512(d3, flip));
+    v.t0 = _mm512_dpbusd_epi32(v.t0, d.d0, _mm512_xor_si512(d.d0, flip));
+    v.t1 = _mm512_dpbusd_epi32(v.t1, d.d1, _mm512_xor_si512(d.d1, flip));
+    v.t2 = _mm512_dpbusd_epi32(v.t2, d.d2, _mm512_xor_si512(d.d2, flip));
+    v.t3 = _mm512_dpbusd_epi32(v.t3, d.d3, _mm512_xor_si512(d.d3, flip));
   }
 }
 
@@ -1023,55 +1035,17 @@ inline void add_tail_sums(const uint8_t* x, int64_t from, int64_t to, int channe
   }
 }
 
-// Per-channel sums of interleaved uint8 pixels of 1 or 3 channels (a grayscale or RGB batch
-// reduced to its channels, or to one value), read as one linear stream. vpdpbusd adds the
-// four bytes of each dword, so each dword must hold one channel: a 192-byte step (64 RGB
-// pixels, three vectors) becomes three vectors of one-channel dwords, each by one two-source
-// byte permute (VBMI), with the quotas of kChannelQuota. S1 is summed against ones and S2 as
-// x (x - 128) + 128 x, as in the column kernels, in 16 lanes per permuted vector whose
-// channels are folded at each flush. No per-lane sums to keep (the column kernels' tile of
-// 3,072 lanes, visited once per 16 rows) and only the batch to read.
+// Whole-batch and per-channel sums of uint8 pixels of 1 or 3 channels (a grayscale or RGB
+// batch reduced to one value or to its channels), read linearly: no per-lane sums to keep
+// (the column kernels' tile of 3,072 lanes, visited once per 16 rows) and only the batch to
+// read. vpdpbusd adds the four bytes of each dword, so each dword must hold one channel: one
+// channel's vectors go in as they are (byte_sums_u8_vnni), three channels' through the
+// column kernels' four-row interleave (rgb_sums_u8_vnni). S1 is summed against ones and S2 as
+// x (x - 128) + 128 x, as in the column kernels.
 #if ZMFAST_X86_DISPATCH
 // Steps a set of 32-bit lanes takes between flushes into int64: a lane gains at most 4 * 255
 // (S1) and 4 * 127 * 255 (S2 - 128 S1) a step, so 16,384 steps stay below 2^31.
 constexpr int64_t kChannelFlushSteps = 16384;
-// Permuted vector v takes kChannelQuota[v][s][c] bytes of channel c from its source s, the
-// step's vectors (0, 1), (1, 2) and (0, 2). Each vector's channel c holds 22 or 21 bytes
-// (bytes 64 q + i, channel (64 q + i) % 3); the quotas use each byte once and give every
-// permuted vector a multiple of four bytes of each channel.
-constexpr int kChannelSources[3][2] = {{0, 1}, {1, 2}, {0, 2}};
-constexpr int kChannelQuota[3][2][3] = {{{4, 4, 0}, {20, 20, 16}},
-                                        {{1, 2, 5}, {19, 18, 19}},
-                                        {{18, 17, 21}, {2, 3, 3}}};
-
-// The byte indices of the three permutes (into their two source vectors) and the channel of
-// each dword lane they fill, built once from kChannelQuota.
-struct ChannelPermutes {
-  alignas(64) uint8_t index[3][64];
-  uint8_t lane_channel[3][16];
-  ChannelPermutes() {
-    int next[3][3] = {};  // per step vector and channel: the bytes taken so far
-    for (int v = 0; v < 3; ++v) {
-      int at = 0;
-      for (int c = 0; c < 3; ++c)
-        for (int side = 0; side < 2; ++side) {
-          const int q = kChannelSources[v][side];
-          for (int taken = 0; taken < kChannelQuota[v][side][c]; ++taken) {
-            int i = next[q][c];
-            while ((64 * q + i) % 3 != c) ++i;  // the source's next byte of channel c
-            next[q][c] = i + 1;
-            if (at % 4 == 0) lane_channel[v][at / 4] = uint8_t(c);
-            index[v][at++] = uint8_t(64 * side + i);
-          }
-        }
-    }
-  }
-};
-
-inline const ChannelPermutes& channel_permutes() {
-  static const ChannelPermutes permutes;
-  return permutes;
-}
 
 // One 64-byte step into a set of lanes: S1 and sum x (x - 128), per dword lane.
 ZM_TARGET_AVX512_VNNI ZM_INLINE void add_step_u8(__m512i& s1, __m512i& shifted, __m512i v) {
@@ -1079,109 +1053,123 @@ ZM_TARGET_AVX512_VNNI ZM_INLINE void add_step_u8(__m512i& s1, __m512i& shifted, 
   shifted = _mm512_dpbusd_epi32(shifted, v, _mm512_xor_si512(v, _mm512_set1_epi8(char(0x80))));
 }
 
-// `steps` RGB steps of each of the two streams a and b into the sums of channel_sums_u8_vbmi<3>
-// (sums[stream][vector], S1 and sum x (x - 128)): each step's three vectors become three of
-// one-channel dwords by the permutes of channel_permutes(). Named accumulators, not the
-// arrays: GCC kept the arrays' twelve vectors in registers but copied each twice a step (24
-// moves a step, as many as the step's other instructions; A/B, 2 threads: cifar per channel
-// 1.45x-1.52x -> 1.38x-1.43x of the read floor; one 224 x 224 x 3 image, one thread: 3.2 ->
-// 3.1 us). Without kWantM2, S1 alone: half the vpdpbusd and no xor (zm.mean).
+// S1 (and S2 with kWantM2; else s2 unused) of `steps` 64-byte vectors at x into s1[0] and
+// s2[0]: the two halves of the range read side by side, two steps of each a pass, each step
+// into its own set of lanes (a sum's vpdpbusd waits for its last one, about 5 cycles). Two
+// streams keep more reads in flight (A/B, 2 threads: 1.50x -> 0.99x of the read floor for
+// cifar, 1.11x-1.13x -> 0.99x-1.02x for imagenet).
 template <bool kWantM2>
-ZM_TARGET_AVX512_VBMI_VNNI ZM_INLINE void rgb_steps_u8_vbmi(const uint8_t* a, const uint8_t* b,
-                                                           int64_t steps, const __m512i* index,
-                                                           __m512i (&sums)[2][3],
-                                                           __m512i (&shifted)[2][3]) {
-  const __m512i ones = _mm512_set1_epi8(1), bias = _mm512_set1_epi8(char(0x80));
-  const __m512i i0 = index[0], i1 = index[1], i2 = index[2];
-  __m512i a0 = sums[0][0], a1 = sums[0][1], a2 = sums[0][2];
-  __m512i b0 = sums[1][0], b1 = sums[1][1], b2 = sums[1][2];
-  __m512i ta0 = shifted[0][0], ta1 = shifted[0][1], ta2 = shifted[0][2];
-  __m512i tb0 = shifted[1][0], tb1 = shifted[1][1], tb2 = shifted[1][2];
-  for (int64_t k = 0; k < steps; ++k, a += 192, b += 192) {
-    const __m512i x0 = _mm512_loadu_si512(a), x1 = _mm512_loadu_si512(a + 64),
-                  x2 = _mm512_loadu_si512(a + 128);
-    const __m512i y0 = _mm512_loadu_si512(b), y1 = _mm512_loadu_si512(b + 64),
-                  y2 = _mm512_loadu_si512(b + 128);
-    const __m512i u0 = _mm512_permutex2var_epi8(x0, i0, x1),
-                  u1 = _mm512_permutex2var_epi8(x1, i1, x2),
-                  u2 = _mm512_permutex2var_epi8(x0, i2, x2);
-    const __m512i v0 = _mm512_permutex2var_epi8(y0, i0, y1),
-                  v1 = _mm512_permutex2var_epi8(y1, i1, y2),
-                  v2 = _mm512_permutex2var_epi8(y0, i2, y2);
-    a0 = _mm512_dpbusd_epi32(a0, u0, ones);
-    a1 = _mm512_dpbusd_epi32(a1, u1, ones);
-    a2 = _mm512_dpbusd_epi32(a2, u2, ones);
-    b0 = _mm512_dpbusd_epi32(b0, v0, ones);
-    b1 = _mm512_dpbusd_epi32(b1, v1, ones);
-    b2 = _mm512_dpbusd_epi32(b2, v2, ones);
-    if (kWantM2) ta0 = _mm512_dpbusd_epi32(ta0, u0, _mm512_xor_si512(u0, bias));
-    if (kWantM2) ta1 = _mm512_dpbusd_epi32(ta1, u1, _mm512_xor_si512(u1, bias));
-    if (kWantM2) ta2 = _mm512_dpbusd_epi32(ta2, u2, _mm512_xor_si512(u2, bias));
-    if (kWantM2) tb0 = _mm512_dpbusd_epi32(tb0, v0, _mm512_xor_si512(v0, bias));
-    if (kWantM2) tb1 = _mm512_dpbusd_epi32(tb1, v1, _mm512_xor_si512(v1, bias));
-    if (kWantM2) tb2 = _mm512_dpbusd_epi32(tb2, v2, _mm512_xor_si512(v2, bias));
-  }
-  sums[0][0] = a0, sums[0][1] = a1, sums[0][2] = a2;
-  sums[1][0] = b0, sums[1][1] = b1, sums[1][2] = b2;
-  shifted[0][0] = ta0, shifted[0][1] = ta1, shifted[0][2] = ta2;
-  shifted[1][0] = tb0, shifted[1][1] = tb1, shifted[1][2] = tb2;
-}
-
-// kWantM2: S2 too, else S1 alone (s2 unused).
-template <int C, bool kWantM2>
-ZM_TARGET_AVX512_VBMI_VNNI void channel_sums_u8_vbmi(const uint8_t* x, int64_t steps,
-                                                     int64_t* s1, int64_t* s2) {
-  static_assert(C == 1 || C == 3, "one or three channels");
-  const ChannelPermutes& permutes = channel_permutes();
-  __m512i index[C];
-  for (int v = 0; v < C; ++v) index[v] = _mm512_load_si512(permutes.index[v]);
-  // The channel of each dword lane: one (channel 0) for C = 1.
-  const auto lane_channel = [&](int v, int lane) {
-    return C == 3 ? int(permutes.lane_channel[v][lane]) : 0;
-  };
-  // Steps a pass, each into its own sums: a sum's vpdpbusd waits for its last one (about
-  // 5 cycles), so one step's few vectors alone would wait on each other. The two halves of
-  // the range are read side by side, kPer steps of each a pass: two streams keep more reads
-  // in flight (A/B, 2 threads: whole-batch sums 1.50x -> 0.99x of the read floor for cifar,
-  // 1.11x-1.13x -> 0.99x-1.02x for imagenet; per channel unchanged).
-  constexpr int kUnroll = C == 1 ? 4 : 2, kPer = kUnroll / 2;
+ZM_TARGET_AVX512_VNNI void byte_sums_u8_vnni(const uint8_t* x, int64_t steps, int64_t* s1,
+                                             int64_t* s2) {
+  constexpr int kSets = 4, kPer = 2;  // sets u < 2: the first half's steps; u >= 2: the second's
   const int64_t half = steps / 2;
   for (int64_t done = 0; done < half;) {
     const int64_t end = std::min(half, done + kPer * kChannelFlushSteps);
-    __m512i sums[kUnroll][C], shifted[kUnroll][C];  // S1 and sum x (x - 128), per dword lane
-    for (int u = 0; u < kUnroll; ++u)
-      for (int v = 0; v < C; ++v) sums[u][v] = shifted[u][v] = _mm512_setzero_si512();
-    if constexpr (C == 3) {
-      rgb_steps_u8_vbmi<kWantM2>(x + done * 192, x + (half + done) * 192, end - done, index,
-                                 sums, shifted);
-    } else {
-      for (int64_t step = done; step < end; step += kPer) {
-        const int here = int(std::min<int64_t>(kPer, end - step));
-        for (int u = 0; u < kUnroll; ++u)
-          if (u % kPer < here) {
-            const __m512i v = _mm512_loadu_si512(x + (u / kPer * half + step + u % kPer) * 64);
-            if (kWantM2)
-              add_step_u8(sums[u][0], shifted[u][0], v);
-            else
-              sums[u][0] = _mm512_dpbusd_epi32(sums[u][0], v, _mm512_set1_epi8(1));
-          }
+    __m512i sums[kSets], shifted[kSets];  // S1 and sum x (x - 128), per dword lane
+    for (int u = 0; u < kSets; ++u) sums[u] = shifted[u] = _mm512_setzero_si512();
+    for (int64_t step = done; step < end; step += kPer) {
+      const int here = int(std::min<int64_t>(kPer, end - step));
+      for (int u = 0; u < kSets; ++u)
+        if (u % kPer < here) {
+          const __m512i v = _mm512_loadu_si512(x + (u / kPer * half + step + u % kPer) * 64);
+          if (kWantM2)
+            add_step_u8(sums[u], shifted[u], v);
+          else
+            sums[u] = _mm512_dpbusd_epi32(sums[u], v, _mm512_set1_epi8(1));
+        }
+    }
+    for (int u = 0; u < kSets; ++u) {
+      alignas(64) uint32_t lanes1[16];
+      alignas(64) int32_t lanes2[16];
+      _mm512_store_si512(lanes1, sums[u]);
+      _mm512_store_si512(lanes2, shifted[u]);
+      for (int lane = 0; lane < 16; ++lane) {
+        s1[0] += lanes1[lane];
+        if (kWantM2) s2[0] += int64_t(lanes2[lane]) + 128 * int64_t(lanes1[lane]);
       }
     }
-    for (int u = 0; u < kUnroll; ++u)
-      for (int v = 0; v < C; ++v) {
-        alignas(64) uint32_t lanes1[16];
-        alignas(64) int32_t lanes2[16];
-        _mm512_store_si512(lanes1, sums[u][v]);
-        _mm512_store_si512(lanes2, shifted[u][v]);
-        for (int lane = 0; lane < 16; ++lane) {
-          const int c = lane_channel(v, lane);
-          s1[c] += lanes1[lane];
-          if (kWantM2) s2[c] += int64_t(lanes2[lane]) + 128 * int64_t(lanes1[lane]);
-        }
-      }
     done = end;
   }
-  add_tail_sums(x, 2 * half * 64 * C, steps * 64 * C, C, s1, kWantM2 ? s2 : nullptr);
+  add_tail_sums(x, 2 * half * 64, steps * 64, 1, s1, kWantM2 ? s2 : nullptr);
+}
+
+// Per-channel sums of interleaved RGB uint8 with VNNI and no byte permutes: the AVX2 kernel's
+// scheme (rgb_sums_u8_avx2) with the column kernels' four-row step. A thread's range is read
+// as four rows, its quarters, each a whole number of 192-byte segments; chunk j of segment k
+// of the four rows goes through interleave_four_rows, each dword one byte position of the
+// four, so one channel. Byte 64 j + 16 l + 4 m + i of a segment (chunk j, 128-bit lane l,
+// dword quarter m, dword i) is channel (j + l + m + i) mod 3, so the twelve (j, m) quarters
+// share three sets of lanes, by (j + m) mod 3, and lane 4 l + i of set s holds channel
+// (s + l + i) mod 3: six accumulators in registers for the whole range.
+// Segments between folds: a set's 32-bit lanes take four vpdpbusd a segment, each adding at
+// most 4 * 255 to S1 and 4 * 255 * 127 to sum x (x - 128): 4,096 segments stay below 2^31.
+constexpr int64_t kRgbVnniFoldSegments = 4096;
+
+// The dwords of a chunk into the three sets, quarter m into set (j + m) mod 3: set_j is the
+// chunk's own set, then the next two.
+template <bool kWantM2>
+ZM_TARGET_AVX512_VNNI ZM_INLINE void add_rgb_chunk(const RowDwords& d, __m512i& s_j, __m512i& s_j1,
+                                                   __m512i& s_j2, __m512i& t_j, __m512i& t_j1,
+                                                   __m512i& t_j2) {
+  const __m512i ones = _mm512_set1_epi8(1), flip = _mm512_set1_epi8(char(0x80));
+  s_j = _mm512_dpbusd_epi32(s_j, d.d0, ones);
+  s_j1 = _mm512_dpbusd_epi32(s_j1, d.d1, ones);
+  s_j2 = _mm512_dpbusd_epi32(s_j2, d.d2, ones);
+  s_j = _mm512_dpbusd_epi32(s_j, d.d3, ones);
+  if constexpr (kWantM2) {
+    t_j = _mm512_dpbusd_epi32(t_j, d.d0, _mm512_xor_si512(d.d0, flip));
+    t_j1 = _mm512_dpbusd_epi32(t_j1, d.d1, _mm512_xor_si512(d.d1, flip));
+    t_j2 = _mm512_dpbusd_epi32(t_j2, d.d2, _mm512_xor_si512(d.d2, flip));
+    t_j = _mm512_dpbusd_epi32(t_j, d.d3, _mm512_xor_si512(d.d3, flip));
+  }
+}
+
+// `segments` 192-byte segments of `rows` rows (four when kWhole; else 1-3, the others read as
+// zeros), row r's segment k at x + r * row_stride + 192 k, into s1[c] and s2[c] (kWantM2; else
+// S1 alone and s2 unused).
+template <bool kWhole, bool kWantM2>
+ZM_TARGET_AVX512_VNNI void rgb_rows_u8_vnni(const uint8_t* x, int64_t row_stride,
+                                            int64_t segments, int64_t rows, int64_t* s1,
+                                            int64_t* s2) {
+  const __mmask64 all = ~__mmask64(0);
+  for (int64_t done = 0; done < segments;) {
+    const int64_t fold_end = std::min(segments, done + kRgbVnniFoldSegments);
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0;  // S1 by set
+    __m512i t0 = a0, t1 = a0, t2 = a0;                       // sum x (x - 128) by set
+    for (int64_t k = done; k < fold_end; ++k) {
+      const uint8_t* const q = x + 192 * k;
+      add_rgb_chunk<kWantM2>(interleave_four_rows<kWhole>(q, row_stride, all, rows), a0, a1, a2,
+                             t0, t1, t2);
+      add_rgb_chunk<kWantM2>(interleave_four_rows<kWhole>(q + 64, row_stride, all, rows), a1, a2,
+                             a0, t1, t2, t0);
+      add_rgb_chunk<kWantM2>(interleave_four_rows<kWhole>(q + 128, row_stride, all, rows), a2, a0,
+                             a1, t2, t0, t1);
+    }
+    done = fold_end;
+    alignas(64) uint32_t lanes1[3][16];
+    alignas(64) int32_t lanes2[3][16];
+    const __m512i sets1[3] = {a0, a1, a2}, sets2[3] = {t0, t1, t2};
+    for (int set = 0; set < 3; ++set) {
+      _mm512_store_si512(lanes1[set], sets1[set]);
+      _mm512_store_si512(lanes2[set], sets2[set]);
+      for (int lane = 0; lane < 16; ++lane) {  // dword 4 l + i
+        const int c = (set + lane / 4 + lane % 4) % 3;
+        s1[c] += lanes1[set][lane];
+        if (kWantM2) s2[c] += int64_t(lanes2[set][lane]) + 128 * int64_t(lanes1[set][lane]);
+      }
+    }
+  }
+}
+
+// `steps` 192-byte segments at x: the quarters as four rows, then the last steps % 4 segments
+// as rows of one segment.
+template <bool kWantM2>
+ZM_TARGET_AVX512_VNNI void rgb_sums_u8_vnni(const uint8_t* x, int64_t steps, int64_t* s1,
+                                            int64_t* s2) {
+  const int64_t quarter = steps / 4, row_stride = 192 * quarter;
+  if (quarter > 0) rgb_rows_u8_vnni<true, kWantM2>(x, row_stride, quarter, 4, s1, s2);
+  if (steps % 4)
+    rgb_rows_u8_vnni<false, kWantM2>(x + 4 * row_stride, 192, 1, steps % 4, s1, s2);
 }
 #endif
 
@@ -1657,9 +1645,8 @@ ZM_TARGET_AVX2 void column_moments_u8_avx2(const uint8_t* x, int64_t row_stride,
     column_sums_u8_avx2_impl<U8Sink::means>(x, row_stride, rows, lanes, out);
 }
 
-// Per-channel sums of interleaved RGB uint8 at the AVX2 level (no VBMI byte permutes), read
-// linearly, with no tile: a thread's range as 96-byte segments, its two halves read side by
-// side as streams a and b. Segment k of a and of b hold the same channels at the same bytes,
+// Per-channel sums of interleaved RGB uint8 at the AVX2 level, read linearly, with no tile: a
+// thread's range as 96-byte segments, its two halves read side by side as streams a and b. Segment k of a and of b hold the same channels at the same bytes,
 // so each pair of their 32-byte chunks goes through the column kernel's row-pair step
 // (add_row_pair_avx2: (a, b) words, vpmaddwd squares), each dword one channel. Byte
 // 32 i + 16 h + 4 m + j of a segment (chunk i, 128-bit half h, unpacked quarter m, dword j) is
@@ -1727,14 +1714,14 @@ ZM_TARGET_AVX2 void rgb_sums_u8_avx2(const uint8_t* x, int64_t steps, int64_t* s
 // S1 += the per-channel sums and S2 += the sums of squares (s2 may be null: the sums alone)
 // of `bytes` uint8 values of interleaved pixels of `channels` channels (bytes a multiple of
 // channels), exactly. Returns false, doing nothing, where there is no such kernel: kernels
-// exist for one or three channels at AVX-512 with VNNI and VBMI, and for three at AVX2.
+// exist for one or three channels at AVX-512 with VNNI, and for three at AVX2.
 inline bool add_channel_sums(const uint8_t* x, int64_t bytes, int channels, int64_t* s1,
                              int64_t* s2, int requested_threads) {
 #if ZMFAST_X86_DISPATCH
-  const bool vbmi = (channels == 1 || channels == 3) && use_vbmi();
-  const bool rgb_avx2 = !vbmi && channels == 3 && current_level() == Level::avx2;
-  if (!vbmi && !rgb_avx2) return false;
-  const int64_t step_bytes = vbmi ? 64 * channels : 192, steps = bytes / step_bytes;
+  const bool vnni = (channels == 1 || channels == 3) && use_vnni();
+  const bool rgb_avx2 = !vnni && channels == 3 && current_level() == Level::avx2;
+  if (!vnni && !rgb_avx2) return false;
+  const int64_t step_bytes = 64 * channels, steps = bytes / step_bytes;
   // The AVX2 kernel with squares takes about 2.2x the read floor's time in L2, so a second
   // thread pays from about 110 KB: 64 KB a thread, as threads_for gives (one 224x224x3 image:
   // 2.75 against 3.70 us, 256 KB: 4.1 against 6.5 us, 96 KB: no gain; Zen 3, data in cache).
@@ -1754,13 +1741,13 @@ inline bool add_channel_sums(const uint8_t* x, int64_t bytes, int channels, int6
     else if (rgb_avx2)
       rgb_sums_u8_avx2<false>(from, k1 - k0, own, own + 3);
     else if (channels == 3 && s2)
-      channel_sums_u8_vbmi<3, true>(from, k1 - k0, own, own + 3);
+      rgb_sums_u8_vnni<true>(from, k1 - k0, own, own + 3);
     else if (channels == 3)
-      channel_sums_u8_vbmi<3, false>(from, k1 - k0, own, own + 3);
+      rgb_sums_u8_vnni<false>(from, k1 - k0, own, own + 3);
     else if (s2)
-      channel_sums_u8_vbmi<1, true>(from, k1 - k0, own, own + 3);
+      byte_sums_u8_vnni<true>(from, k1 - k0, own, own + 3);
     else
-      channel_sums_u8_vbmi<1, false>(from, k1 - k0, own, own + 3);
+      byte_sums_u8_vnni<false>(from, k1 - k0, own, own + 3);
   });
   for (int t = 0; t < threads; ++t)
     for (int c = 0; c < channels; ++c) {

@@ -10,14 +10,13 @@
 
 // -DZMFAST_NO_DISPATCH builds only the baseline loops, as on other CPUs and compilers.
 // -DZMFAST_EMULATE_AVX512 (a test build, compiled for AVX2): the AVX-512 kernels run on
-// SIMDe's emulation of their intrinsics, and an AVX2 CPU counts as one with AVX-512, VNNI and
-// VBMI, so that tests reach every kernel on a CPU without them.
+// SIMDe's emulation of their intrinsics, and an AVX2 CPU counts as one with AVX-512 and VNNI,
+// so that tests reach every kernel on a CPU without them.
 #if defined(ZMFAST_EMULATE_AVX512)
 #define ZMFAST_X86_DISPATCH 1
 #define ZM_TARGET_AVX2
 #define ZM_TARGET_AVX512
 #define ZM_TARGET_AVX512_VNNI
-#define ZM_TARGET_AVX512_VBMI_VNNI
 #include "avx512_emulation.hpp"
 #elif !defined(ZMFAST_NO_DISPATCH) && (defined(__GNUC__) || defined(__clang__)) && \
     (defined(__x86_64__) || defined(__i386__))
@@ -27,9 +26,6 @@
   __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")))
 #define ZM_TARGET_AVX512_VNNI \
   __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
-#define ZM_TARGET_AVX512_VBMI_VNNI                                                      \
-  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx512vbmi,avx2," \
-                        "fma,f16c")))
 #include <immintrin.h>
 #else
 #define ZMFAST_X86_DISPATCH 0
@@ -125,37 +121,9 @@ inline bool use_vnni() {
   return vnni_slot().load(std::memory_order_relaxed) && current_level() == Level::avx512;
 }
 
-// AVX512-VBMI (byte permutes: Ice Lake, Zen 4; not Cascade Lake, which has VNNI): its kernels
-// run where the VNNI ones do, and only on CPUs that have both.
-inline bool has_vbmi() {
-#if ZMFAST_X86_DISPATCH
-  static const bool supported = ZM_CPU_SUPPORTS("avx512vbmi");
-  return supported;
-#else
-  return false;
-#endif
-}
-
-// Switchable off (set_vbmi), so that tests also run a CPU with VNNI and no VBMI (Cascade Lake).
-inline std::atomic<bool>& vbmi_slot() {
-  static std::atomic<bool> slot{true};
-  return slot;
-}
-
-// The VBMI kernels (which use VNNI too) in use: with VNNI and VBMI allowed, on a CPU with VBMI.
-inline bool use_vbmi() {
-  return use_vnni() && has_vbmi() && vbmi_slot().load(std::memory_order_relaxed);
-}
-
 inline bool set_vnni(bool wanted) {
   vnni_slot().store(wanted && detect_vnni());
   return vnni_slot().load();
-}
-
-// Allow the VBMI kernels (where the CPU has them); returns whether they are allowed now.
-inline bool set_vbmi(bool wanted) {
-  vbmi_slot().store(wanted && has_vbmi());
-  return vbmi_slot().load();
 }
 
 // Use `wanted`, or the best supported level below it; returns the level now in use.

@@ -2,9 +2,8 @@
 
 The extension picks the best level at import (capped by ZMFAST_SIMD); these tests force each
 supported level in turn, so the baseline, AVX2 and AVX-512 loops are all held to one answer.
-"avx512" is the AVX-512 level with its VNNI and VBMI kernels switched off, "avx512-vnni" with
-the VNNI ones (uint8 column sums) allowed, as on a CPU without VBMI (Cascade Lake), and
-"avx512-vnni-vbmi" with the VBMI ones (per-channel uint8 sums) too.
+"avx512" is the AVX-512 level with its VNNI kernels switched off, as on a CPU without them
+(Skylake-X), and "avx512-vnni" with them (uint8 column, per-channel and row sums) allowed.
 """
 
 from fractions import Fraction
@@ -16,7 +15,7 @@ import zmfast as zm
 
 core = pytest.importorskip("zmfast._core")  # the cpp backend's own tests fail if it is lost
 
-LEVELS = ("baseline", "avx2", "avx512", "avx512-vnni", "avx512-vnni-vbmi")
+LEVELS = ("baseline", "avx2", "avx512", "avx512-vnni")
 ORDER = {name: rank for rank, name in enumerate(LEVELS)}
 
 
@@ -28,17 +27,14 @@ def simd_level(request):
         pytest.skip(f"this CPU supports SIMD up to {best}")
     before = core.simd_level()
     assert core.set_simd_level(level) == level
-    for name, switch in (("vnni", core.set_vnni), ("vbmi", core.set_vbmi)):
-        if switch(name in extensions) != (name in extensions):
-            core.set_vnni(True)  # the defaults: allowed where the CPU has them
-            core.set_vbmi(True)
-            pytest.skip(f"this CPU has no AVX512-{name.upper()}")
-    assert core.vbmi() == ("vbmi" in extensions)
+    vnni = "vnni" in extensions
+    if core.set_vnni(vnni) != vnni:
+        core.set_vnni(True)  # the default: allowed where the CPU has them
+        pytest.skip("this CPU has no AVX512-VNNI")
     with zm.use_backend("cpp"):
         yield level
     core.set_simd_level(before)
     core.set_vnni(True)
-    core.set_vbmi(True)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +90,6 @@ def test_show_config_reports_the_level(capsys):
     out = capsys.readouterr().out
     assert f"simd: {core.simd_level()}" in out
     assert ("with VNNI" in out) == core.vnni()
-    assert ("and VBMI" in out) == core.vbmi()
     # Only .ci/test-build's test build runs AVX-512 on SIMDe, and says so; its portable build
     # says that it has the baseline loops alone.
     emulated = core.avx512_emulated and core.simd_level() == "avx512"
@@ -234,23 +229,17 @@ def test_finish_spread_matches_numpy_bits(simd_level, size):
 
 
 def test_vnni_follows_the_level():
-    """The VNNI kernels run at the AVX-512 level only, and only where the CPU has them; the
-    VBMI ones only with them, and switch off alone."""
+    """The VNNI kernels run at the AVX-512 level only, and only where the CPU has them."""
     before = core.simd_level()
     try:
         for level in LEVELS[:3]:
             if core.set_simd_level(level) == level:
                 assert core.vnni() == (level == "avx512" and core.set_vnni(True))
-                assert core.vbmi() <= core.vnni()
         core.set_simd_level(before)
-        vnni = core.vnni()
-        assert not core.set_vbmi(False) and not core.vbmi() and core.vnni() == vnni
-        core.set_vbmi(True)
-        assert not core.set_vnni(False) and not core.vnni() and not core.vbmi()
+        assert not core.set_vnni(False) and not core.vnni()
     finally:
         core.set_simd_level(before)
         core.set_vnni(True)
-        core.set_vbmi(True)
 
 
 def test_streaming_sums_survive_a_vnni_switch():
@@ -315,8 +304,10 @@ def _exact_channel_moments(flat, features):
 def channel_batches():
     """Flat uint8 pixels of 1 and 3 channels: partial 64-pixel steps, starts off the vector,
     and 140,000 steps of values near 255, past the 32-bit lanes' limit (16,577 steps of
-    4 * 255 * 127) even for two threads that each keep four sets of lanes, and past the AVX2
-    kernel's (4,096 192-byte steps between folds, 64 between its 16-bit words' folds)."""
+    4 * 255 * 127) even for two threads that each keep four sets of lanes, past the VNNI RGB
+    kernel's (4,096 192-byte segments of four rows between folds, 4,168 at these values), and
+    past the AVX2 kernel's (4,096 192-byte steps between folds, 64 between its 16-bit words'
+    folds)."""
     rng = np.random.default_rng(14)
     batches = {}
     for features in (1, 3):
@@ -333,10 +324,10 @@ def channel_batches():
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("features", [1, 3])
 def test_channel_sums_every_level(simd_level, channel_batches, features, threads):
-    """Per-channel and global uint8 moments (with VNNI and VBMI: one linear pass whose
-    permuted dwords each hold one channel; at AVX2, three channels in two streams of 96-byte
-    segments) equal exact integer arithmetic, in one call (also the means alone) and in the
-    streaming accumulator of StandardScaler."""
+    """Per-channel and global uint8 moments (with VNNI: one linear pass, three channels as
+    four streams of 192-byte segments interleaved into one-channel dwords; at AVX2, three
+    channels in two streams of 96-byte segments) equal exact integer arithmetic, in one call
+    (also the means alone) and in the streaming accumulator of StandardScaler."""
     before = zm.get_num_threads()
     zm.set_num_threads(threads)
     try:
@@ -482,8 +473,8 @@ def test_add_channel_sums_checks_its_arrays():
     its arrays."""
     x = np.arange(12, dtype=np.uint8)
     s1, s2 = np.zeros(3, np.int64), np.zeros(3, np.int64)
-    # Three channels: with VBMI, and at the AVX2 level; one channel: with VBMI only.
-    applies = core.vbmi() or core.simd_level() == "avx2"
+    # Three channels: with VNNI, and at the AVX2 level; one channel: with VNNI only.
+    applies = core.vnni() or core.simd_level() == "avx2"
     assert core.add_channel_sums(x, 3, s1, s2) == applies
     if applies:
         np.testing.assert_array_equal(s1, [18, 22, 26])
@@ -491,8 +482,8 @@ def test_add_channel_sums_checks_its_arrays():
     assert not core.add_channel_sums(x.astype(np.uint16), 3, s1[:3].copy(), s2[:3].copy())
     assert not core.add_channel_sums(np.zeros(8, np.uint8), 2, s1.copy(), s2.copy())
     one = np.zeros(1, np.int64)
-    assert core.add_channel_sums(x, 1, one, one.copy()) == core.vbmi()
-    assert one[0] == (66 if core.vbmi() else 0)
+    assert core.add_channel_sums(x, 1, one, one.copy()) == core.vnni()
+    assert one[0] == (66 if core.vnni() else 0)
     with pytest.raises(ValueError):  # not whole pixels
         core.add_channel_sums(x[:11], 3, s1, s2)
     with pytest.raises(ValueError):  # strided

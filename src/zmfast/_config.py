@@ -141,7 +141,7 @@ def _extensions(core):
     show_config words them."""
     words = ""
     if core.vnni():
-        words = " with VNNI and VBMI" if core.vbmi() else " with VNNI"
+        words = " with VNNI"
     if core.avx512_emulated and core.simd_level() == "avx512":
         words += " (emulated by SIMDe: a test build)"
     return words
