@@ -1049,8 +1049,24 @@ constexpr int64_t kChannelFlushSteps = 16384;
 
 // One 64-byte step into a set of lanes: S1 and sum x (x - 128), per dword lane.
 ZM_TARGET_AVX512_VNNI ZM_INLINE void add_step_u8(__m512i& s1, __m512i& shifted, __m512i v) {
+#if !defined(ZMFAST_EMULATE_AVX512)
+  __asm__("" : "+v"(v));  // one load: GCC otherwise folded it into both the xor and a vpdpbusd
+#endif
   s1 = _mm512_dpbusd_epi32(s1, v, _mm512_set1_epi8(1));
   shifted = _mm512_dpbusd_epi32(shifted, v, _mm512_xor_si512(v, _mm512_set1_epi8(char(0x80))));
+}
+// An empty asm at the end of a step loop that keeps its eight sums in their registers: GCC
+// otherwise copied each vpdpbusd's accumulator to another register and back, a move for every
+// vpdpbusd.
+ZM_TARGET_AVX512_VNNI ZM_INLINE void keep_sums_in_registers(__m512i& a0, __m512i& a1,
+                                                            __m512i& a2, __m512i& a3,
+                                                            __m512i& b0, __m512i& b1,
+                                                            __m512i& b2, __m512i& b3) {
+#if !defined(ZMFAST_EMULATE_AVX512)
+  __asm__("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(b0), "+v"(b1), "+v"(b2), "+v"(b3));
+#else
+  (void)a0, (void)a1, (void)a2, (void)a3, (void)b0, (void)b1, (void)b2, (void)b3;
+#endif
 }
 
 // S1 (and S2 with kWantM2; else s2 unused) of `steps` 64-byte vectors at x into s1[0] and
@@ -1264,6 +1280,7 @@ ZM_TARGET_AVX512_VNNI ZM_INLINE void run_pair_steps_u8(const uint8_t* p, const u
     add_step_u8(b0, tb0, _mm512_loadu_si512(q + 64 * k));
     add_step_u8(a1, ta1, _mm512_loadu_si512(p + 64 * k + 64));
     add_step_u8(b1, tb1, _mm512_loadu_si512(q + 64 * k + 64));
+    keep_sums_in_registers(a0, b0, a1, b1, ta0, tb0, ta1, tb1);
   }
   if (k < whole) {
     add_step_u8(a0, ta0, _mm512_loadu_si512(p + 64 * k));
