@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <atomic>
 #include <string>
 #include <stdexcept>
@@ -258,7 +259,10 @@ class ColumnSums {
                             zm::pending_order(rows, lanes_, order);
     if (to_pending && (pending_rows_ + rows > zm::kPendingRows || order != pending_order_))
       flush();  // full, or kept in another kernel's lane order
-    if (to_pending && pending_.empty()) pending_.resize(size_t((lanes_ + 63) / 64));
+    if (to_pending) {  // a set of pending sums for each thread that the batch's rows split into
+      const size_t sets = size_t(zm::pending_sets_for(rows, lanes_, threads));
+      pending_.resize(std::max(pending_.size(), sets * size_t((lanes_ + 63) / 64)));
+    }
     bool pending = false;
     {
       py::gil_scoped_release release;
@@ -278,7 +282,8 @@ class ColumnSums {
   // Moves the pending sums into the int64 totals (before Python reads or clears them).
   void flush() {
     if (pending_rows_ == 0) return;
-    zm::flush_pending(pending_.data(), lanes_, s1_.mutable_data(), s2_.mutable_data(),
+    const int sets = int(pending_.size() / size_t((lanes_ + 63) / 64));
+    zm::flush_pending(pending_.data(), sets, lanes_, s1_.mutable_data(), s2_.mutable_data(),
                       pending_order_);
     pending_rows_ = 0;
   }

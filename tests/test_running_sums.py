@@ -171,7 +171,8 @@ def exact_column_sums(batches):
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("batch_rows,row_shape,count", [
-    (64, (32, 32, 3), 9),  # cifar batches: wide rows, split by lanes across threads
+    (64, (32, 32, 3), 9),  # cifar batches: short rows, split by rows (a pending set each)
+    (40, (64, 64, 3), 3),  # wide rows, split by lanes across threads
     (17000, (8, 64), 4),  # past the 65536 rows that pending 32-bit sums may hold
     (70000, (64,), 1),  # one batch larger than that
     (5, (7, 3), 3),  # tiny: one thread, lane tails
