@@ -1116,7 +1116,11 @@ ZM_TARGET_AVX512_VNNI void byte_sums_u8_vnni(const uint8_t* x, int64_t steps, in
 // four, so one channel. Byte 64 j + 16 l + 4 m + i of a segment (chunk j, 128-bit lane l,
 // dword quarter m, dword i) is channel (j + l + m + i) mod 3, so the twelve (j, m) quarters
 // share three sets of lanes, by (j + m) mod 3, and lane 4 l + i of set s holds channel
-// (s + l + i) mod 3: six accumulators in registers for the whole range.
+// (s + l + i) mod 3: six accumulators in registers for the whole range. It replaced a kernel
+// of three VBMI byte permutes a segment (on the vpdpbusd pipe) over two streams: old build
+// beside new, 2 threads, cifar per channel 0.76x-0.79x the time (1.45x -> 1.11x of the read
+// floor), one 224 x 224 x 3 image 0.80x-0.85x; the four rows 192 bytes apart instead of the
+// quarters (one stream) gained only 0.82x-0.97x.
 // Segments between folds: a set's 32-bit lanes take four vpdpbusd a segment, each adding at
 // most 4 * 255 to S1 and 4 * 255 * 127 to sum x (x - 128): 4,096 segments stay below 2^31.
 constexpr int64_t kRgbVnniFoldSegments = 4096;
@@ -1663,9 +1667,10 @@ ZM_TARGET_AVX2 void column_moments_u8_avx2(const uint8_t* x, int64_t row_stride,
 }
 
 // Per-channel sums of interleaved RGB uint8 at the AVX2 level, read linearly, with no tile: a
-// thread's range as 96-byte segments, its two halves read side by side as streams a and b. Segment k of a and of b hold the same channels at the same bytes,
-// so each pair of their 32-byte chunks goes through the column kernel's row-pair step
-// (add_row_pair_avx2: (a, b) words, vpmaddwd squares), each dword one channel. Byte
+// thread's range as 96-byte segments, its two halves read side by side as streams a and b.
+// Segment k of a and of b hold the same channels at the same bytes, so each pair of their
+// 32-byte chunks goes through the column kernel's row-pair step (add_row_pair_avx2: (a, b)
+// words, vpmaddwd squares), each dword one channel. Byte
 // 32 i + 16 h + 4 m + j of a segment (chunk i, 128-bit half h, unpacked quarter m, dword j) is
 // channel (2 i + h + m + j) mod 3, so the twelve (i, m) quarters share three sets of sums, by
 // (2 i + m) mod 3: six accumulators in registers for the whole range.
@@ -1846,11 +1851,12 @@ void add_column_sums(const T* x, int64_t rows, int64_t lanes, int64_t* s1, int64
 // adds C-contiguous (rows, lanes) batches into `pending` (sets of one PendingChunk per 64
 // lanes) instead of the int64 totals. Short rows (split_by_rows: cifar's 3 KB) are split by
 // rows across threads, thread t adding into set t, so that each reads one contiguous range;
-// other batches are split by lanes into set 0. Against the lanes split (alternating rounds, 2
-// threads), 79 cifar batches of 64 images took 0.89x-0.90x the time. pending_order says which kernel
-// adds a batch at the current level, so in which lane order (false where none does: the
-// baseline level, or AVX2 rows of lanes not a multiple of 32); the caller flushes before the
-// order changes, bounds the pending rows by kPendingRows and calls flush_pending.
+// other batches are split by lanes into set 0. Against the lanes split (2 threads), 79 cifar
+// batches of 64 images took 0.89x-0.90x the time (C++), partial_fit over them 0.87x-0.92x.
+// pending_order says which kernel adds a batch at the current level, so in which lane order
+// (false where none does: the baseline level, or AVX2 rows of lanes not a multiple of 32); the
+// caller flushes before the order changes, bounds the pending rows by kPendingRows and calls
+// flush_pending.
 inline bool pending_order(int64_t rows, int64_t lanes, PendingOrder& order) {
 #if ZMFAST_X86_DISPATCH
   const Level level = current_level();
