@@ -325,9 +325,10 @@ def channel_batches():
 @pytest.mark.parametrize("features", [1, 3])
 def test_channel_sums_every_level(simd_level, channel_batches, features, threads):
     """Per-channel and global uint8 moments (with VNNI: one linear pass, three channels as
-    four streams of 192-byte segments interleaved into one-channel dwords; at AVX2, three
-    channels in two streams of 96-byte segments) equal exact integer arithmetic, in one call
-    (also the means alone) and in the streaming accumulator of StandardScaler."""
+    four streams of 192-byte segments interleaved into one-channel dwords; at AVX2, and at
+    AVX-512 without VNNI, three channels in two streams of 96-byte segments) equal exact
+    integer arithmetic, in one call (also the means alone) and in the streaming accumulator
+    of StandardScaler."""
     before = zm.get_num_threads()
     zm.set_num_threads(threads)
     try:
@@ -473,8 +474,9 @@ def test_add_channel_sums_checks_its_arrays():
     its arrays."""
     x = np.arange(12, dtype=np.uint8)
     s1, s2 = np.zeros(3, np.int64), np.zeros(3, np.int64)
-    # Three channels: with VNNI, and at the AVX2 level; one channel: with VNNI only.
-    applies = core.vnni() or core.simd_level() == "avx2"
+    # Three channels: at the AVX2 and AVX-512 levels (with VNNI or not); one channel: with VNNI
+    # only.
+    applies = core.simd_level() in ("avx2", "avx512")
     assert core.add_channel_sums(x, 3, s1, s2) == applies
     if applies:
         np.testing.assert_array_equal(s1, [18, 22, 26])
