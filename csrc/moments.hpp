@@ -1736,19 +1736,20 @@ ZM_TARGET_AVX2 void rgb_sums_u8_avx2(const uint8_t* x, int64_t steps, int64_t* s
 // S1 += the per-channel sums and S2 += the sums of squares (s2 may be null: the sums alone)
 // of `bytes` uint8 values of interleaved pixels of `channels` channels (bytes a multiple of
 // channels), exactly. Returns false, doing nothing, where there is no such kernel: kernels
-// exist for one or three channels at AVX-512 with VNNI, and for three at AVX2 and at AVX-512
-// without VNNI (Skylake-SP), which takes the AVX2 one: against the column kernels it used to
-// take (this Zen 4, VNNI off, alternating rounds) 0.67x-0.72x the time, cifar per channel
-// 2.95x -> 1.96x of the read floor, imagenet 1.62x -> 1.16x.
+// exist for one or three channels at AVX-512 with VNNI. At AVX2, and at AVX-512 without VNNI
+// (Skylake-SP), the AVX2 RGB kernel takes three channels, and one channel as three whose sums
+// are added: against the column kernels that AVX-512 without VNNI used to take (this Zen 4,
+// VNNI off, alternating rounds), 0.67x-0.72x the time, cifar per channel 2.95x -> 1.96x of
+// the read floor, imagenet 1.62x -> 1.16x.
 inline bool add_channel_sums(const uint8_t* x, int64_t bytes, int channels, int64_t* s1,
                              int64_t* s2, int requested_threads) {
 #if ZMFAST_X86_DISPATCH
   const Level level = current_level();
   const bool vnni = (channels == 1 || channels == 3) && use_vnni();
-  const bool rgb_avx2 =
-      !vnni && channels == 3 && (level == Level::avx2 || level == Level::avx512);
+  const bool rgb_avx2 = !vnni && (channels == 1 || channels == 3) &&
+                        (level == Level::avx2 || level == Level::avx512);
   if (!vnni && !rgb_avx2) return false;
-  const int64_t step_bytes = 64 * channels, steps = bytes / step_bytes;
+  const int64_t step_bytes = rgb_avx2 ? 192 : 64 * channels, steps = bytes / step_bytes;
   // The AVX2 kernel with squares takes about 2.2x the read floor's time in L2, so a second
   // thread pays from about 110 KB: 64 KB a thread, as threads_for gives (one 224x224x3 image:
   // 2.75 against 3.70 us, 256 KB: 4.1 against 6.5 us, 96 KB: no gain; Zen 3, data in cache).
@@ -1777,9 +1778,9 @@ inline bool add_channel_sums(const uint8_t* x, int64_t bytes, int channels, int6
       byte_sums_u8_vnni<false>(from, k1 - k0, own, own + 3);
   });
   for (int t = 0; t < threads; ++t)
-    for (int c = 0; c < channels; ++c) {
-      s1[c] += partial[6 * t + c];
-      if (s2) s2[c] += partial[6 * t + 3 + c];
+    for (int c = 0; c < 3; ++c) {  // one channel: the RGB kernel's three (or byte_sums' one)
+      s1[c % channels] += partial[6 * t + c];
+      if (s2) s2[c % channels] += partial[6 * t + 3 + c];
     }
   add_tail_sums(x, steps * step_bytes, bytes, channels, s1, s2);
   return true;

@@ -326,9 +326,9 @@ def channel_batches():
 def test_channel_sums_every_level(simd_level, channel_batches, features, threads):
     """Per-channel and global uint8 moments (with VNNI: one linear pass, three channels as
     four streams of 192-byte segments interleaved into one-channel dwords; at AVX2, and at
-    AVX-512 without VNNI, three channels in two streams of 96-byte segments) equal exact
-    integer arithmetic, in one call (also the means alone) and in the streaming accumulator
-    of StandardScaler."""
+    AVX-512 without VNNI, three channels in two streams of 96-byte segments, and one channel
+    as three) equal exact integer arithmetic, in one call (also the means alone) and in the
+    streaming accumulator of StandardScaler."""
     before = zm.get_num_threads()
     zm.set_num_threads(threads)
     try:
@@ -474,8 +474,7 @@ def test_add_channel_sums_checks_its_arrays():
     its arrays."""
     x = np.arange(12, dtype=np.uint8)
     s1, s2 = np.zeros(3, np.int64), np.zeros(3, np.int64)
-    # Three channels: at the AVX2 and AVX-512 levels (with VNNI or not); one channel: with VNNI
-    # only.
+    # One or three channels: at the AVX2 and AVX-512 levels (with VNNI or not).
     applies = core.simd_level() in ("avx2", "avx512")
     assert core.add_channel_sums(x, 3, s1, s2) == applies
     if applies:
@@ -484,8 +483,8 @@ def test_add_channel_sums_checks_its_arrays():
     assert not core.add_channel_sums(x.astype(np.uint16), 3, s1[:3].copy(), s2[:3].copy())
     assert not core.add_channel_sums(np.zeros(8, np.uint8), 2, s1.copy(), s2.copy())
     one = np.zeros(1, np.int64)
-    assert core.add_channel_sums(x, 1, one, one.copy()) == core.vnni()
-    assert one[0] == (66 if core.vnni() else 0)
+    assert core.add_channel_sums(x, 1, one, one.copy()) == applies
+    assert one[0] == (66 if applies else 0)
     with pytest.raises(ValueError):  # not whole pixels
         core.add_channel_sums(x[:11], 3, s1, s2)
     with pytest.raises(ValueError):  # strided
